@@ -1,0 +1,52 @@
+//! One module per subcommand.
+
+mod daemon;
+mod key;
+mod run;
+mod status;
+
+use qwen_env_proto::{Request, Response};
+
+use crate::cli::Command;
+use crate::error::CliError;
+
+/// Runs a parsed command.
+pub fn dispatch(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Key(cmd) => key::key(cmd),
+        Command::Status { json } => status::status(json),
+        Command::Daemon(cmd) => daemon::daemon(cmd),
+    }
+}
+
+/// Sends one request to the daemon (starting it if needed).
+fn ask(request: &Request) -> Result<Response, CliError> {
+    crate::autostart::ensure_daemon()?.request(request)
+}
+
+/// A response of the wrong kind is a bug on one side; say so plainly.
+fn unexpected(response: &Response) -> CliError {
+    CliError::daemon(format!("unexpected answer from the daemon: {response:?}"))
+}
+
+/// "3 days", "5 hours", "just now".
+fn age(secs: u64) -> String {
+    match secs {
+        0..60 => "just now".to_owned(),
+        60..3600 => plural(secs / 60, "minute"),
+        3600..86_400 => plural(secs / 3600, "hour"),
+        _ => plural(secs / 86_400, "day"),
+    }
+}
+
+fn plural(n: u64, unit: &str) -> String {
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,50 @@
+//! `qwen-env status`.
+
+use qwen_env_proto::{Request, Response};
+
+use super::{age, unexpected};
+use crate::error::CliError;
+use crate::out;
+
+pub fn status(json: bool) -> Result<(), CliError> {
+    let mut client = crate::autostart::ensure_daemon()?;
+    let s = match client.request(&Request::Status)? {
+        Response::Status(s) => s,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        let doc = serde_json::json!({
+            "schema": 1,
+            "pid": s.pid,
+            "daemon_version": s.daemon_version,
+            "client_version": qwen_env_proto::VERSION,
+            "protocol": s.protocol,
+            "uptime_secs": s.uptime_secs,
+            "socket": s.socket,
+            "log_file": s.log_file,
+            "connections": s.connections,
+            "keychain": {
+                "backend": s.keychain.backend,
+                "durable": s.keychain.durable,
+                "note": s.keychain.note,
+            },
+        });
+        return out(&format!("{doc:#}\n"));
+    }
+    let mut text = format!(
+        "qwen-envd {} (pid {}, protocol {}), up {}\n  client   {}\n  socket   {}\n  log      {}\n  keychain {}{}\n",
+        s.daemon_version,
+        s.pid,
+        s.protocol,
+        age(s.uptime_secs).replace("just now", "less than a minute"),
+        qwen_env_proto::VERSION,
+        s.socket,
+        s.log_file,
+        s.keychain.backend,
+        if s.keychain.durable { "" } else { " (not durable: keys are lost at reboot)" },
+    );
+    if let Some(note) = &s.keychain.note {
+        text += &format!("           {note}\n");
+    }
+    out(&text)
+}

@@ -1,0 +1,67 @@
+//! One small function per request: `match Request`, answer a `Response`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use qwen_env_proto::{ErrorCode, Request, Response, RunPlan, RunRequest, StatusInfo};
+
+use crate::State;
+use crate::keys::KeyError;
+
+/// Answers one request. Never panics on input; every failure is a `Response::Error`.
+pub async fn handle(request: Request, state: &State) -> Response {
+    let result = match request {
+        Request::Shutdown => Ok(Response::ShuttingDown),
+        Request::Status => Ok(Response::Status(status(state))),
+        Request::KeySet { name, value } => {
+            state.keys.set(&name, &value, now()).await.map(Response::Key)
+        }
+        Request::KeyList => state.keys.list().await.map(Response::Keys),
+        Request::KeyRemove { name } => {
+            state.keys.remove(&name).await.map(|()| Response::Removed { name })
+        }
+        Request::Run(run) => run_plan(state, run).await.map(Response::Run),
+        Request::Resolve(_) => Err(KeyError::Invalid(
+            "this daemon cannot resolve configuration yet; upgrade qwen-env".to_owned(),
+        )),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "request failed");
+        Response::Error { code: error_code(&e), message: e.to_string() }
+    })
+}
+
+fn error_code(e: &KeyError) -> ErrorCode {
+    match e {
+        KeyError::Invalid(_) => ErrorCode::BadRequest,
+        KeyError::NotFound(_) => ErrorCode::NotFound,
+        KeyError::Keychain(_) => ErrorCode::Keychain,
+        KeyError::Metadata { .. } => ErrorCode::Internal,
+    }
+}
+
+fn status(state: &State) -> StatusInfo {
+    StatusInfo {
+        pid: std::process::id(),
+        daemon_version: qwen_env_proto::VERSION.to_owned(),
+        protocol: qwen_env_proto::PROTOCOL_VERSION,
+        uptime_secs: state.started.elapsed().as_secs(),
+        socket: state.socket.display().to_string(),
+        log_file: state.log_file.display().to_string(),
+        keychain: state.keys.keychain().info().clone(),
+        connections: state.connections.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+async fn run_plan(state: &State, run: RunRequest) -> Result<RunPlan, KeyError> {
+    let mut plan = RunPlan::default();
+    for name in &run.with {
+        let value = state.keys.get(name).await?;
+        plan.secrets.push((name.clone(), value));
+    }
+    Ok(plan)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

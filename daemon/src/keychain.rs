@@ -1,0 +1,313 @@
+//! The OS keychain, through keyring v4 (keyring-core and its store crates).
+//!
+//! Backends: Secret Service (pure-Rust zbus store) when a session bus answers, else kernel
+//! keyutils on Linux; the macOS Keychain and Windows Credential Manager elsewhere.
+//! `QWEN_ENV_KEYRING` forces one; `QWEN_ENV_NAMESPACE` suffixes the service name so tests never
+//! touch a user's real entries. Every call runs on a blocking thread under a 2 s timeout, and
+//! values are cached in memory (as `SecretValue`) until they have been idle for a while.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keyring_core::Entry;
+use qwen_env_proto::{KeychainInfo, SecretValue};
+use tokio::sync::Notify;
+
+/// Every keychain call gives up after this long.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Cached values are dropped (and zeroized) after this long without use.
+pub const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
+
+/// Keychain failures, worded to say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KeychainError {
+    #[error(
+        "the {backend} keychain did not answer within {}s while {op}; if it is locked, unlock it \
+         (log in to the desktop session, or unlock the login keyring), or restart the daemon with \
+         QWEN_ENV_KEYRING=keyutils",
+        CALL_TIMEOUT.as_secs()
+    )]
+    Timeout { backend: &'static str, op: String },
+    #[error("the {backend} keychain failed while {op}: {message}")]
+    Backend { backend: &'static str, op: String, message: String },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Which store holds the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    SecretService,
+    Keyutils,
+    MacOs,
+    Windows,
+}
+
+impl Backend {
+    /// The name used in `QWEN_ENV_KEYRING`, `status` and `key ls`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SecretService => "secret-service",
+            Self::Keyutils => "keyutils",
+            Self::MacOs => "macos",
+            Self::Windows => "windows",
+        }
+    }
+}
+
+/// The keychain the daemon uses for its whole life.
+pub struct Keychain {
+    backend: Backend,
+    service: String,
+    info: KeychainInfo,
+    cache: Mutex<HashMap<String, (SecretValue, Instant)>>,
+    cache_changed: Notify,
+}
+
+impl Keychain {
+    /// Picks and opens the backend. Blocking: call it before serving.
+    pub fn open(forced: Option<&str>, namespace: Option<&str>) -> Result<Arc<Self>, KeychainError> {
+        let service = match namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => format!("qwen-env-{ns}"),
+            None => "qwen-env".to_owned(),
+        };
+        let (backend, durable, note) = platform::open_store(forced)?;
+        Ok(Arc::new(Self {
+            backend,
+            service,
+            info: KeychainInfo { backend: backend.name().to_owned(), durable, note },
+            cache: Mutex::new(HashMap::new()),
+            cache_changed: Notify::new(),
+        }))
+    }
+
+    /// What `status` shows about the backend.
+    pub fn info(&self) -> &KeychainInfo {
+        &self.info
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Stores `value` under `name`.
+    pub async fn set(&self, name: &str, value: &SecretValue) -> Result<(), KeychainError> {
+        let owned = value.clone();
+        self.call(format!("storing {name}"), name, move |e| {
+            e.set_password(owned.expose_secret()).map(|()| None)
+        })
+        .await?;
+        self.remember(name, value.clone());
+        Ok(())
+    }
+
+    /// The value stored under `name`, if any.
+    pub async fn get(&self, name: &str) -> Result<Option<SecretValue>, KeychainError> {
+        if let Some((value, used)) = self.cache.lock().expect("cache lock").get_mut(name) {
+            *used = Instant::now();
+            return Ok(Some(value.clone()));
+        }
+        let value = self.call(format!("reading {name}"), name, |e| e.get_password().map(Some)).await?;
+        let value = value.map(SecretValue::new);
+        if let Some(v) = &value {
+            self.remember(name, v.clone());
+        }
+        Ok(value)
+    }
+
+    /// Deletes `name`; `false` if it was not there.
+    pub async fn delete(&self, name: &str) -> Result<bool, KeychainError> {
+        self.cache.lock().expect("cache lock").remove(name);
+        let gone =
+            self.call(format!("deleting {name}"), name, |e| e.delete_credential().map(|()| None)).await;
+        match gone {
+            Ok(_) => Ok(true),
+            Err(KeychainError::Backend { message, .. }) if message == NO_ENTRY => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops cached values idle for longer than [`CACHE_IDLE`]; sleeps while the cache is empty,
+    /// so an idle daemon has no periodic wake-ups. Runs for the daemon's life.
+    pub async fn purge_idle_loop(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut cache = self.cache.lock().expect("cache lock");
+                let now = Instant::now();
+                cache.retain(|_, (_, used)| now.duration_since(*used) < CACHE_IDLE);
+                cache.values().map(|(_, used)| *used + CACHE_IDLE).min()
+            };
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => self.cache_changed.notified().await,
+            }
+        }
+    }
+
+    fn remember(&self, name: &str, value: SecretValue) {
+        self.cache.lock().expect("cache lock").insert(name.to_owned(), (value, Instant::now()));
+        self.cache_changed.notify_one();
+    }
+
+    /// Runs one keychain operation on a blocking thread under [`CALL_TIMEOUT`]. A missing entry
+    /// comes back as `Ok(None)`.
+    async fn call<F>(&self, op: String, name: &str, f: F) -> Result<Option<String>, KeychainError>
+    where
+        F: FnOnce(&Entry) -> keyring_core::Result<Option<String>> + Send + 'static,
+    {
+        let backend = self.backend.name();
+        let (service, user) = (self.service.clone(), name.to_owned());
+        let task = tokio::task::spawn_blocking(move || {
+            let entry = Entry::new(&service, &user)?;
+            f(&entry)
+        });
+        match tokio::time::timeout(CALL_TIMEOUT, task).await {
+            Err(_) => Err(KeychainError::Timeout { backend, op }),
+            Ok(Err(join)) => {
+                Err(KeychainError::Backend { backend, op, message: format!("task failed: {join}") })
+            }
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(keyring_core::Error::NoEntry))) if op.starts_with("reading") => Ok(None),
+            Ok(Ok(Err(keyring_core::Error::NoEntry))) => {
+                Err(KeychainError::Backend { backend, op, message: NO_ENTRY.to_owned() })
+            }
+            Ok(Ok(Err(e))) => Err(KeychainError::Backend { backend, op, message: describe(&e) }),
+        }
+    }
+}
+
+const NO_ENTRY: &str = "no such entry";
+
+/// keyring errors carry platform detail that is useful but never a secret.
+fn describe(e: &keyring_core::Error) -> String {
+    match e {
+        keyring_core::Error::NoStorageAccess(inner) => {
+            format!("cannot access the keychain ({inner}); is it locked or gone?")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod platform {
+    use super::{Backend, KeychainError};
+    use std::sync::mpsc;
+
+    pub fn open_store(
+        forced: Option<&str>,
+    ) -> Result<(Backend, bool, Option<String>), KeychainError> {
+        match forced.filter(|f| !f.is_empty()) {
+            Some("secret-service") => secret_service().map(|()| (Backend::SecretService, true, None)).map_err(|why| {
+                KeychainError::Unavailable(format!(
+                    "QWEN_ENV_KEYRING=secret-service, but no Secret Service answers: {why}. Start \
+                     gnome-keyring-daemon (or KeePassXC's Secret Service) in your session, or use \
+                     QWEN_ENV_KEYRING=keyutils"
+                ))
+            }),
+            Some("keyutils") => keyutils(None),
+            Some(other) => Err(KeychainError::Unavailable(format!(
+                "QWEN_ENV_KEYRING={other} is not a backend on Linux; use secret-service or keyutils"
+            ))),
+            None => match secret_service() {
+                Ok(()) => Ok((Backend::SecretService, true, None)),
+                Err(why) => keyutils(Some(format!(
+                    "no Secret Service on the session bus ({why}); using kernel keyutils, which \
+                     forgets keys at reboot"
+                ))),
+            },
+        }
+    }
+
+    /// Connects to the Secret Service on a helper thread: D-Bus activation of a missing service
+    /// can hang, and the daemon must not.
+    fn secret_service() -> Result<(), String> {
+        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|a| a.is_empty()) {
+            return Err("DBUS_SESSION_BUS_ADDRESS is not set".to_owned());
+        }
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(zbus_secret_service_keyring_store::Store::new());
+        });
+        match rx.recv_timeout(super::CALL_TIMEOUT) {
+            Ok(Ok(store)) => {
+                keyring_core::set_default_store(store);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {}s", super::CALL_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Kernel keyutils. The daemon first joins a session keyring of its own, so that a login
+    /// session ending (and its keyring being revoked) cannot take the daemon's access with it;
+    /// the store links every key into the per-user persistent keyring, which outlives the daemon.
+    fn keyutils(note: Option<String>) -> Result<(Backend, bool, Option<String>), KeychainError> {
+        const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+        const KEYCTL_GET_PERSISTENT: libc::c_long = 22;
+        const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+        // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) creates and joins an anonymous keyring.
+        let joined = unsafe {
+            libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<u8>())
+        };
+        if joined < 0 {
+            return Err(KeychainError::Unavailable(format!(
+                "kernel keyutils is not available ({}); run qwen-envd where a Secret Service or \
+                 keyutils is available",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: keyctl(GET_PERSISTENT, -1 = own uid, session) links the persistent keyring.
+        let persistent = unsafe {
+            libc::syscall(libc::SYS_keyctl, KEYCTL_GET_PERSISTENT, -1 as libc::c_long, KEY_SPEC_SESSION_KEYRING)
+        } >= 0;
+        let store = linux_keyutils_keyring_store::Store::new().map_err(|e| {
+            KeychainError::Unavailable(format!("kernel keyutils store failed to open: {e}"))
+        })?;
+        keyring_core::set_default_store(store);
+        let durability = if persistent {
+            "kernel keyutils keeps keys in the persistent keyring until reboot"
+        } else {
+            "kernel keyutils without persistent keyrings: keys are lost when the daemon exits"
+        };
+        let note = match note {
+            Some(n) => n,
+            None => format!("{durability} (QWEN_ENV_KEYRING=keyutils)"),
+        };
+        Ok((Backend::Keyutils, false, Some(note)))
+    }
+}
+
+#[cfg(target_os = "macos")]
+mod platform {
+    use super::{Backend, KeychainError};
+    pub fn open_store(forced: Option<&str>) -> Result<(Backend, bool, Option<String>), KeychainError> {
+        if let Some(f) = forced.filter(|f| !f.is_empty() && *f != "macos") {
+            return Err(KeychainError::Unavailable(format!(
+                "QWEN_ENV_KEYRING={f} is not a backend on macOS; use macos"
+            )));
+        }
+        let store = apple_native_keyring_store::keychain::Store::new()
+            .map_err(|e| KeychainError::Unavailable(format!("macOS Keychain: {e}")))?;
+        keyring_core::set_default_store(store);
+        Ok((Backend::MacOs, true, None))
+    }
+}
+
+#[cfg(windows)]
+mod platform {
+    use super::{Backend, KeychainError};
+    pub fn open_store(forced: Option<&str>) -> Result<(Backend, bool, Option<String>), KeychainError> {
+        if let Some(f) = forced.filter(|f| !f.is_empty() && *f != "windows") {
+            return Err(KeychainError::Unavailable(format!(
+                "QWEN_ENV_KEYRING={f} is not a backend on Windows; use windows"
+            )));
+        }
+        let store = windows_native_keyring_store::Store::new()
+            .map_err(|e| KeychainError::Unavailable(format!("Windows Credential Manager: {e}")))?;
+        keyring_core::set_default_store(store);
+        Ok((Backend::Windows, true, None))
+    }
+}

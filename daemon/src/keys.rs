@@ -1,0 +1,289 @@
+//! Stored keys: values in the keychain, non-secret metadata (fingerprint, dates) in the data dir.
+//!
+//! The metadata file is the index `key ls` shows; it never holds a value. It is written
+//! atomically (temp file + rename, mode 0600). A metadata file that does not parse is moved
+//! aside, never overwritten, so nothing is lost.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use qwen_env_proto::{KeyInfo, SecretValue};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::keychain::{Keychain, KeychainError};
+
+/// Longest value `key set` accepts: API keys are short; anything longer is a paste accident.
+const MAX_VALUE_LEN: usize = 16 * 1024;
+
+/// Failures of key operations, worded for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no key named {0} in the keychain; `qwen-env key ls` lists them, `qwen-env key set {0}` adds it")]
+    NotFound(String),
+    #[error(transparent)]
+    Keychain(#[from] KeychainError),
+    #[error(
+        "the key is stored in the keychain, but its metadata could not be written to {path}: \
+         {source}; check that the directory is writable (`key ls` will not show it until then)"
+    )]
+    Metadata { path: PathBuf, source: std::io::Error },
+}
+
+/// `sha256:` + the first 12 hex digits of SHA-256 of the secret's bytes. A user can check it
+/// with `printf %s "$KEY" | sha256sum`.
+pub fn fingerprint(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    format!("sha256:{}", &hex::encode(digest)[..12])
+}
+
+/// Masked display: the first three characters, an ellipsis and the last four (`sk-…a289`).
+/// Short values show less, so a mask never reveals most of a key.
+pub fn masked(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    match chars.len() {
+        0 => String::new(),
+        n if n < 12 => format!("…{}", chars[n.saturating_sub(2)..].iter().collect::<String>()),
+        n => format!(
+            "{}…{}",
+            chars[..3].iter().collect::<String>(),
+            chars[n - 4..].iter().collect::<String>()
+        ),
+    }
+}
+
+/// A variable name: what a key is stored under.
+pub fn validate_name(name: &str) -> Result<(), KeyError> {
+    let ok = name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::Invalid(format!(
+            "{name:?} is not a variable name; keys are named by the variable they feed, e.g. \
+             DASHSCOPE_API_KEY (letters, digits and _, not starting with a digit)"
+        )))
+    }
+}
+
+/// Refuses values that would fail at the endpoint anyway (DESIGN.md code `key-format`).
+pub fn validate_value(value: &SecretValue) -> Result<(), KeyError> {
+    let v = value.expose_secret();
+    let problem = if v.is_empty() {
+        Some("the key is empty")
+    } else if v.len() > MAX_VALUE_LEN {
+        Some("the value is longer than 16 KiB, which is not an API key")
+    } else if v.starts_with("Bearer ") || v.starts_with("bearer ") {
+        Some("the value starts with `Bearer `; store only the key, the tool adds the prefix")
+    } else if v.chars().any(char::is_whitespace) {
+        Some("the key contains whitespace or a line break; paste only the key")
+    } else if v.starts_with(['"', '\'']) || v.ends_with(['"', '\'']) {
+        Some("the key is wrapped in quotes; store it without them")
+    } else if !v.is_ascii() {
+        Some("the key contains non-ASCII characters (a smart quote or a look-alike letter?)")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(KeyError::Invalid(format!("not stored: {p}"))),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    fingerprint: String,
+    masked: String,
+    backend: String,
+    created: u64,
+    changed: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct MetaFile {
+    version: u32,
+    keys: BTreeMap<String, Meta>,
+}
+
+/// The key store: keychain plus metadata index.
+pub struct Keys {
+    keychain: Arc<Keychain>,
+    meta_path: PathBuf,
+    meta: Mutex<MetaFile>,
+}
+
+impl Keys {
+    /// Loads the metadata index from `data_dir`.
+    pub fn open(keychain: Arc<Keychain>, data_dir: &Path, namespace: Option<&str>) -> Self {
+        let file = match namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => format!("keys.{ns}.json"),
+            None => "keys.json".to_owned(),
+        };
+        let meta_path = data_dir.join(file);
+        let meta = load_meta(&meta_path);
+        Self { keychain, meta_path, meta: Mutex::new(meta) }
+    }
+
+    /// The keychain underneath.
+    pub fn keychain(&self) -> &Arc<Keychain> {
+        &self.keychain
+    }
+
+    /// Stores a key and records its metadata.
+    pub async fn set(&self, name: &str, value: &SecretValue, now: u64) -> Result<KeyInfo, KeyError> {
+        validate_name(name)?;
+        validate_value(value)?;
+        self.keychain.set(name, value).await?;
+        let fp = fingerprint(value.expose_secret());
+        let mut meta = self.meta.lock().await;
+        let backend = self.keychain.backend().name().to_owned();
+        let entry = meta.keys.entry(name.to_owned()).or_insert_with(|| Meta {
+            fingerprint: String::new(),
+            masked: String::new(),
+            backend: backend.clone(),
+            created: now,
+            changed: now,
+        });
+        if entry.fingerprint != fp {
+            entry.changed = now;
+        }
+        entry.fingerprint = fp;
+        entry.masked = masked(value.expose_secret());
+        entry.backend = backend;
+        let info = to_info(name, entry, true);
+        tracing::info!(name, fingerprint = %info.fingerprint, "key stored");
+        self.save(&meta)?;
+        Ok(info)
+    }
+
+    /// Removes a key from the keychain and the index.
+    pub async fn remove(&self, name: &str) -> Result<(), KeyError> {
+        validate_name(name)?;
+        let in_keychain = self.keychain.delete(name).await?;
+        let mut meta = self.meta.lock().await;
+        let in_meta = meta.keys.remove(name).is_some();
+        if !in_keychain && !in_meta {
+            return Err(KeyError::NotFound(name.to_owned()));
+        }
+        tracing::info!(name, "key removed");
+        self.save(&meta)
+    }
+
+    /// Every indexed key, with whether the keychain still holds it.
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        let entries: Vec<(String, Meta)> =
+            self.meta.lock().await.keys.iter().map(|(k, m)| (k.clone(), m.clone())).collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, meta) in entries {
+            let present = self.keychain.get(&name).await?.is_some();
+            out.push(to_info(&name, &meta, present));
+        }
+        Ok(out)
+    }
+
+    /// The value of `name`, for injection.
+    pub async fn get(&self, name: &str) -> Result<SecretValue, KeyError> {
+        validate_name(name)?;
+        self.keychain.get(name).await?.ok_or_else(|| KeyError::NotFound(name.to_owned()))
+    }
+
+    fn save(&self, meta: &MetaFile) -> Result<(), KeyError> {
+        write_meta(&self.meta_path, meta)
+            .map_err(|source| KeyError::Metadata { path: self.meta_path.clone(), source })
+    }
+}
+
+fn to_info(name: &str, m: &Meta, present: bool) -> KeyInfo {
+    KeyInfo {
+        name: name.to_owned(),
+        fingerprint: m.fingerprint.clone(),
+        masked: m.masked.clone(),
+        backend: m.backend.clone(),
+        created: m.created,
+        changed: m.changed,
+        present,
+    }
+}
+
+fn load_meta(path: &Path) -> MetaFile {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice::<MetaFile>(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let aside = path.with_extension("json.corrupted");
+                let moved = std::fs::rename(path, &aside);
+                tracing::warn!(
+                    path = %path.display(), cause = %e, moved_to = %aside.display(),
+                    moved = moved.is_ok(), "key metadata does not parse; starting a fresh index"
+                );
+                MetaFile { version: 1, ..MetaFile::default() }
+            }
+        },
+        Err(_) => MetaFile { version: 1, ..MetaFile::default() },
+    }
+}
+
+fn write_meta(path: &Path, meta: &MetaFile) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    crate::paths::create_private_dir(dir).map_err(std::io::Error::other)?;
+    let mut tmp = tempfile_in(dir)?;
+    tmp.1.write_all(&serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?)?;
+    tmp.1.sync_all()?;
+    std::fs::rename(&tmp.0, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp.0);
+    })
+}
+
+/// A new 0600 file beside the target, for an atomic replace.
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let path = dir.join(format!(".keys.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    opts.open(&path).map(|f| (path, f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_matches_sha256sum() {
+        // printf %s sk-test | sha256sum → 8f1c1a42c3ee…
+        let expected = {
+            let d = Sha256::digest(b"sk-test");
+            format!("sha256:{}", &hex::encode(d)[..12])
+        };
+        assert_eq!(fingerprint("sk-test"), expected);
+        assert_eq!(fingerprint("abc"), "sha256:ba7816bf8f01");
+    }
+
+    #[test]
+    fn masks_never_show_most_of_a_key() {
+        assert_eq!(masked("sk-0123456789abcdefa289"), "sk-…a289");
+        assert_eq!(masked("short"), "…rt");
+        assert_eq!(masked(""), "");
+    }
+
+    #[test]
+    fn names_and_values_are_checked() {
+        assert!(validate_name("DASHSCOPE_API_KEY").is_ok());
+        assert!(validate_name("_X1").is_ok());
+        for bad in ["", "1ABC", "A-B", "A B", "sk-123"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        let ok = SecretValue::new("sk-abcdef0123456789".into());
+        assert!(validate_value(&ok).is_ok());
+        for bad in ["", "Bearer sk-1", "sk-1 2", "sk-1\r", "\"sk-1\"", "sk-1’"] {
+            assert!(validate_value(&SecretValue::new(bad.into())).is_err(), "{bad:?}");
+        }
+    }
+}

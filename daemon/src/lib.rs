@@ -1,0 +1,145 @@
+//! qwen-envd: the per-user daemon.
+//!
+//! # Layout
+//!
+//! - [`paths`]: private directories (create 0700, refuse unsafe ones).
+//! - [`singleton`]: the pidfile lock that makes the daemon single-instance.
+//! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index.
+//! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
+//! - [`ready`]: the typed startup report the client waits for.
+//!
+//! [`run`] wires them together for the binary; tests can call [`server::serve`] in-process.
+
+pub mod handler;
+pub mod hardening;
+pub mod keychain;
+pub mod keys;
+pub mod logging;
+pub mod paths;
+pub mod ready;
+pub mod server;
+pub mod singleton;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use anyhow::Context;
+use qwen_env_proto::endpoint::{Dirs, Endpoint};
+use tokio::sync::watch;
+
+use crate::ready::Ready;
+
+/// Shared daemon state.
+pub struct State {
+    /// Keys: keychain plus metadata.
+    pub keys: keys::Keys,
+    /// When the daemon started.
+    pub started: Instant,
+    /// The socket it listens on.
+    pub socket: PathBuf,
+    /// Its log file.
+    pub log_file: PathBuf,
+    /// Connections accepted since start.
+    pub connections: AtomicU64,
+    /// Set to `true` to shut down.
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// Runs the daemon until it is asked to stop. `ready` receives the startup outcome.
+pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
+    let endpoint = Endpoint::from_env();
+    let dirs = Dirs::from_env();
+    paths::secure_runtime_dir(&endpoint.dir)?;
+    if !endpoint.socket_path_fits() {
+        anyhow::bail!(
+            "socket path {} is longer than {} bytes; set XDG_RUNTIME_DIR to a shorter directory",
+            endpoint.socket().display(),
+            qwen_env_proto::endpoint::MAX_SOCKET_PATH
+        );
+    }
+    let _pidfile = match singleton::PidfileGuard::acquire(&endpoint.pidfile())? {
+        singleton::Acquired::Mine(guard) => guard,
+        singleton::Acquired::Taken { holder } => {
+            ready.running(&holder);
+            return Ok(());
+        }
+    };
+    let namespace = std::env::var("QWEN_ENV_NAMESPACE").ok();
+    let forced = std::env::var("QWEN_ENV_KEYRING").ok();
+    let keychain = keychain::Keychain::open(forced.as_deref(), namespace.as_deref())?;
+    if let Some(note) = &keychain.info().note {
+        tracing::warn!("{note}");
+    }
+    let socket = endpoint.socket();
+    // We hold the pidfile lock, so any socket file here is a dead daemon's.
+    match std::fs::remove_file(&socket) {
+        Ok(()) => tracing::info!(path = %socket.display(), "removed a stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context(format!("failed to remove stale socket {}", socket.display())),
+    }
+    let std_listener = std::os::unix::net::UnixListener::bind(&socket)
+        .with_context(|| format!("failed to bind {}", socket.display()))?;
+    set_mode(&socket, 0o600)?;
+    std_listener.set_nonblocking(true)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let state = Arc::new(State {
+        keys: keys::Keys::open(keychain.clone(), &dirs.data, namespace.as_deref()),
+        started: Instant::now(),
+        socket: socket.clone(),
+        log_file: dirs.log_file(),
+        connections: AtomicU64::new(0),
+        shutdown: shutdown_tx,
+    });
+    let result = runtime.block_on(async {
+        let listener = tokio::net::UnixListener::from_std(std_listener)?;
+        tokio::spawn(keychain.purge_idle_loop());
+        let signals = shutdown_signals()?;
+        tracing::info!(pid = std::process::id(), socket = %socket.display(),
+            keychain = state.keys.keychain().backend().name(), "qwen-envd ready");
+        ready.ready();
+        let shutdown = async move {
+            tokio::select! {
+                () = signals => {}
+                _ = shutdown_rx.wait_for(|stop| *stop) => {}
+            }
+        };
+        server::serve(listener, state, shutdown).await;
+        anyhow::Ok(())
+    });
+    let _ = std::fs::remove_file(&socket);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    tracing::info!("qwen-envd stopped");
+    result
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("failed to set mode {mode:o} on {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}

@@ -1,0 +1,123 @@
+//! `qwen-envd [--foreground] [--ready-fd N]`: parse, daemonize before the runtime, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use qwen_env_proto::endpoint::Dirs;
+use qwen_envd::ready::Ready;
+
+/// The qwen-env daemon: keeps API keys in the OS keychain and answers the `qwen-env` client.
+#[derive(Parser)]
+#[command(name = "qwen-envd", version)]
+struct Args {
+    /// Stay in the foreground (what systemd, launchd and the client's autostart run).
+    #[arg(long)]
+    foreground: bool,
+    /// Write a one-line startup report to this file descriptor (used by `qwen-env`).
+    #[arg(long, value_name = "FD", hide = true)]
+    ready_fd: Option<i32>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    #[cfg(unix)]
+    // SAFETY: umask has no preconditions. Everything the daemon creates is private to the user.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let mut ready = if args.foreground {
+        Ready::new(args.ready_fd)
+    } else {
+        // Daemonize before any thread exists (the runtime, the keychain helpers).
+        match daemonize::detach(args.ready_fd) {
+            daemonize::Role::Parent(code) => return code,
+            daemonize::Role::Child(fd) => Ready::new(Some(fd)),
+        }
+    };
+    qwen_envd::hardening::harden_process();
+    qwen_envd::logging::init(&Dirs::from_env().log_file());
+    match qwen_envd::run(&mut ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ready.error(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(unix)]
+mod daemonize {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::FromRawFd;
+    use std::process::ExitCode;
+
+    pub enum Role {
+        /// The foreground process, with the exit code to return once the child reported.
+        Parent(ExitCode),
+        /// The detached daemon, with the write end of the report pipe.
+        Child(i32),
+    }
+
+    /// Forks; the child starts a new session with stdio on /dev/null, the parent prints the
+    /// child's startup report and exits with its outcome.
+    pub fn detach(relay: Option<i32>) -> Role {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into a valid array; fork is called while the
+        // process is still single-threaded.
+        unsafe {
+            if libc::pipe(fds.as_mut_ptr()) != 0 {
+                eprintln!("qwen-envd: pipe failed: {}", std::io::Error::last_os_error());
+                return Role::Parent(ExitCode::FAILURE);
+            }
+            match libc::fork() {
+                -1 => {
+                    eprintln!("qwen-envd: fork failed: {}", std::io::Error::last_os_error());
+                    Role::Parent(ExitCode::FAILURE)
+                }
+                0 => {
+                    libc::close(fds[0]);
+                    libc::setsid();
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    for fd in 0..3 {
+                        libc::dup2(null, fd);
+                    }
+                    Role::Child(fds[1])
+                }
+                pid => {
+                    libc::close(fds[1]);
+                    let report = std::fs::File::from_raw_fd(fds[0]);
+                    let mut line = String::new();
+                    let _ = BufReader::new(report).read_line(&mut line);
+                    Role::Parent(report_outcome(line.trim(), pid, relay))
+                }
+            }
+        }
+    }
+
+    /// Prints the child's report for a person, or relays it verbatim to `relay` for a program
+    /// (the client spawns `qwen-envd --ready-fd 1` and reads the line).
+    fn report_outcome(line: &str, pid: i32, relay: Option<i32>) -> ExitCode {
+        let ok = line.starts_with("ready") || line.starts_with("running");
+        if let Some(fd) = relay {
+            // SAFETY: the caller passed this descriptor for the report; we own it now.
+            let mut out = unsafe { std::fs::File::from_raw_fd(fd) };
+            let line = if line.is_empty() { "error the daemon exited during startup" } else { line };
+            let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes());
+            return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+        if line.starts_with("ready") {
+            println!("qwen-envd started (pid {pid})");
+            ExitCode::SUCCESS
+        } else if let Some(holder) = line.strip_prefix("running ") {
+            println!("qwen-envd is already running (pid {holder})");
+            ExitCode::SUCCESS
+        } else if let Some(message) = line.strip_prefix("error ") {
+            eprintln!("qwen-envd: {message}");
+            ExitCode::FAILURE
+        } else {
+            eprintln!("qwen-envd: the daemon exited during startup; see its log");
+            ExitCode::FAILURE
+        }
+    }
+}

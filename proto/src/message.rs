@@ -1,0 +1,293 @@
+//! The messages: handshake, [`Request`] and [`Response`], and the data they carry.
+//!
+//! Append-only: see the compatibility rules in the crate docs. Each `Request` variant's doc names
+//! the `Response` it gets; any request can also get [`Response::Error`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::SecretValue;
+
+/// First frame from the client. Never changes layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The client's [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The client's crate version, for messages.
+    pub client_version: String,
+}
+
+/// The daemon's answer to [`Hello`]. Never changes layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The daemon's [`crate::PROTOCOL_VERSION`]. If it differs, the client sends only
+    /// `Request::Shutdown`.
+    pub protocol: u32,
+    /// The daemon's crate version.
+    pub daemon_version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+/// A request from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Ask the daemon to exit. Answered by [`Response::ShuttingDown`]. Index 0 forever.
+    Shutdown,
+    /// Daemon state. Answered by [`Response::Status`].
+    Status,
+    /// Store a key in the keychain under `name`. Answered by [`Response::Key`].
+    KeySet {
+        /// The variable the key feeds, e.g. `DASHSCOPE_API_KEY`.
+        name: String,
+        /// The key itself.
+        value: SecretValue,
+    },
+    /// List stored keys (metadata only). Answered by [`Response::Keys`].
+    KeyList,
+    /// Delete a stored key. Answered by [`Response::Removed`].
+    KeyRemove {
+        /// The key's name.
+        name: String,
+    },
+    /// What `qwen-env run` must give the child. Answered by [`Response::Run`].
+    Run(RunRequest),
+    /// Resolve the caller's configuration (`explain`, `doctor`). Answered by [`Response::Resolved`].
+    Resolve(ResolveRequest),
+}
+
+/// A response from the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Response for `Request::Shutdown`: the daemon exits after sending it.
+    ShuttingDown,
+    /// The request failed. Possible for any request.
+    Error {
+        /// What kind of failure, for the client's exit code and hint.
+        code: ErrorCode,
+        /// A message for the user that says what to do. Never holds a secret.
+        message: String,
+    },
+    /// Response for `Request::Status`.
+    Status(StatusInfo),
+    /// Response for `Request::KeySet`: the stored key's metadata.
+    Key(KeyInfo),
+    /// Response for `Request::KeyList`.
+    Keys(Vec<KeyInfo>),
+    /// Response for `Request::KeyRemove`.
+    Removed {
+        /// The removed key's name.
+        name: String,
+    },
+    /// Response for `Request::Run`.
+    Run(RunPlan),
+    /// Response for `Request::Resolve`.
+    Resolved(Resolution),
+}
+
+/// Kinds of failure carried by [`Response::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request itself is invalid (bad name, bad path).
+    BadRequest,
+    /// The named key or object does not exist.
+    NotFound,
+    /// The keychain failed, timed out or is locked.
+    Keychain,
+    /// The daemon refuses this caller or this request.
+    Refused,
+    /// A bug or an unexpected I/O failure in the daemon.
+    Internal,
+}
+
+/// What the daemon reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// Daemon process id.
+    pub pid: u32,
+    /// Daemon crate version.
+    pub daemon_version: String,
+    /// Daemon protocol version.
+    pub protocol: u32,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Path of the socket it listens on.
+    pub socket: String,
+    /// Path of its log file.
+    pub log_file: String,
+    /// The keychain backend in use.
+    pub keychain: KeychainInfo,
+    /// Connections accepted since start.
+    pub connections: u64,
+}
+
+/// The keychain backend the daemon uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeychainInfo {
+    /// `secret-service`, `keyutils`, `macos` or `windows`.
+    pub backend: String,
+    /// Whether keys survive a reboot.
+    pub durable: bool,
+    /// Why this backend was chosen, or what to know about it.
+    pub note: Option<String>,
+}
+
+/// Metadata of a stored key. Never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The variable the key feeds.
+    pub name: String,
+    /// `sha256:` + the first 12 hex digits of SHA-256 of the key.
+    pub fingerprint: String,
+    /// Masked display, e.g. `sk-…a289`.
+    pub masked: String,
+    /// Keychain backend that holds it.
+    pub backend: String,
+    /// When it was first stored (Unix seconds).
+    pub created: u64,
+    /// When its value last changed (Unix seconds).
+    pub changed: u64,
+    /// Whether the keychain still holds it (kernel keyutils forgets keys at reboot).
+    pub present: bool,
+}
+
+/// The caller's situation, sent with every request that resolves. The daemon uses it for that
+/// one request and never applies it to its own environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CallerContext {
+    /// The caller's working directory (absolute).
+    pub cwd: String,
+    /// The target command and its arguments; empty means "no command given".
+    pub argv: Vec<String>,
+    /// The caller's exported environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// Parameters of `Request::Run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RunRequest {
+    /// Who asks, where, for which command.
+    pub caller: CallerContext,
+    /// Keychain entries to inject in addition to what the resolution reads (`--with`).
+    pub with: Vec<String>,
+    /// A profile from the config naming a set of keys (`--profile`).
+    pub profile: Option<String>,
+    /// Run Qwen Code hermetically (`--bare`).
+    pub bare: bool,
+}
+
+/// Parameters of `Request::Resolve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResolveRequest {
+    /// Who asks, where, for which command.
+    pub caller: CallerContext,
+    /// Resolve as the host tool would today, without the keychain overlay of `run`.
+    pub as_is: bool,
+    /// Keys named by `--with`, as for `run`.
+    pub with: Vec<String>,
+    /// Profile, as for `run`.
+    pub profile: Option<String>,
+    /// Variables to explain in addition to the four fields.
+    pub variables: Vec<String>,
+}
+
+/// What `run` does to the child: the daemon decides, the client applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RunPlan {
+    /// Secrets to set in the child's environment.
+    pub secrets: Vec<(String, SecretValue)>,
+    /// Non-secret variables to set (e.g. `OPENAI_BASE_URL` under `--bare`).
+    pub vars: Vec<(String, String)>,
+    /// Variables to remove from the child's environment.
+    pub unset: Vec<String>,
+    /// Arguments to insert after the program name (e.g. `--bare`).
+    pub extra_args: Vec<String>,
+    /// Problems found; the client prints errors and warnings before exec.
+    pub findings: Vec<Finding>,
+    /// What `run` changed, in words (e.g. a stale exported key replaced), for stderr.
+    pub notes: Vec<String>,
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    /// The request will fail.
+    Error,
+    /// Likely wrong or fragile.
+    Warning,
+    /// Worth knowing.
+    Info,
+}
+
+impl Severity {
+    /// The lower-case name used in output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+            Self::Info => "info",
+        }
+    }
+}
+
+/// One problem, with the exact change that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable kebab-case code (DESIGN.md section 7). Never renamed.
+    pub code: String,
+    /// How bad it is.
+    pub severity: Severity,
+    /// What is wrong.
+    pub message: String,
+    /// The exact change to make.
+    pub fix: String,
+    /// `file:line:col` or a variable name.
+    pub location: Option<String>,
+    /// For probes: status code and endpoint.
+    pub evidence: Option<String>,
+}
+
+/// One resolved field (auth type, model, base URL, API key, or a variable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Field {
+    /// The value; for secrets the masked display (`sk-…a289`), never the secret.
+    pub value: Option<String>,
+    /// Where the value comes from (`~/.qwen/settings.json:12:5 modelProviders.openai[0].baseUrl`,
+    /// `env OPENAI_API_KEY`, `flag --model`, `keychain DASHSCOPE_API_KEY`, `default`).
+    pub source: Option<String>,
+    /// For secrets: the variable that carries it.
+    pub variable: Option<String>,
+    /// For secrets: the fingerprint.
+    pub fingerprint: Option<String>,
+    /// Candidates this value beat, highest priority first.
+    pub shadowed: Vec<Shadowed>,
+}
+
+/// A candidate value that lost to a field's winner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shadowed {
+    /// The value (masked for secrets).
+    pub value: Option<String>,
+    /// For secrets: the fingerprint.
+    pub fingerprint: Option<String>,
+    /// Where it is defined.
+    pub source: String,
+}
+
+/// The result of resolving a caller's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resolution {
+    /// `qwen-code`, `openclaw` or `generic`.
+    pub tool: String,
+    /// Auth type (protocol) the host will use.
+    pub auth_type: Field,
+    /// Model id.
+    pub model: Field,
+    /// Base URL requests go to.
+    pub base_url: Field,
+    /// API key (masked, with fingerprint and variable).
+    pub api_key: Field,
+    /// Variables the caller asked about, in the order asked.
+    pub variables: Vec<(String, Field)>,
+    /// Problems found, most severe first.
+    pub findings: Vec<Finding>,
+}
