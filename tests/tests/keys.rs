@@ -1,0 +1,151 @@
+//! `key set|ls|rm` round trips on real keychain backends, and `run --with` injection.
+
+use qwen_env_tests::{TestEnv, describe, fingerprint, require};
+
+const KEY: &str = "sk-0123456789abcdef0123a289";
+
+#[test]
+fn key_round_trip_on_keyutils() {
+    let env = TestEnv::new();
+    env.set_key("DASHSCOPE_API_KEY", KEY);
+
+    let ls = env.ok(&["key", "ls"]);
+    assert!(ls.contains("DASHSCOPE_API_KEY"), "{ls}");
+    assert!(ls.contains(&fingerprint(KEY)), "{ls}");
+    assert!(ls.contains("sk-…a289"), "{ls}");
+    assert!(ls.contains("keyutils"), "{ls}");
+    assert!(!ls.contains(KEY), "ls printed the secret");
+
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["key", "ls", "--json"])).unwrap();
+    assert_eq!(json["schema"], 1);
+    let k = &json["keys"][0];
+    assert_eq!(k["name"], "DASHSCOPE_API_KEY");
+    assert_eq!(k["fingerprint"], fingerprint(KEY).as_str());
+    assert_eq!(k["backend"], "keyutils");
+    assert_eq!(k["present"], true);
+    assert_eq!(k["age_days"], 0);
+
+    // Survives a daemon restart: the value is in the keychain, not in the daemon's memory.
+    env.ok(&["daemon", "restart"]);
+    let out = env.run(&["run", "--with", "DASHSCOPE_API_KEY", "--", "sh", "-c", "printf %s \"$DASHSCOPE_API_KEY\""]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), KEY);
+
+    // The metadata never holds the value.
+    let data = std::fs::read_to_string(env.root.path().join(format!("data/qwen-env/keys.{}.json", env.namespace))).unwrap();
+    assert!(data.contains(&fingerprint(KEY)) && !data.contains(KEY), "{data}");
+
+    assert!(env.ok(&["key", "rm", "DASHSCOPE_API_KEY"]).contains("removed DASHSCOPE_API_KEY"));
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["key", "ls", "--json"])).unwrap();
+    assert_eq!(json["keys"].as_array().unwrap().len(), 0);
+    let again = env.run(&["key", "rm", "DASHSCOPE_API_KEY"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no key named DASHSCOPE_API_KEY"));
+
+    // Nothing the daemon logged contains the key, even at debug level.
+    assert!(!env.log().contains(KEY));
+}
+
+#[test]
+fn key_set_rejects_bad_names_and_values_and_strips_one_newline() {
+    let env = TestEnv::new();
+    let out = env.run_with_stdin(&["key", "set", "sk-live-123"], KEY);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a variable name"));
+
+    for (bad, why) in [("Bearer sk-123456789", "Bearer"), ("sk-12 3456789", "whitespace"), ("", "no key given")] {
+        let out = env.run_with_stdin(&["key", "set", "OPENAI_API_KEY"], bad);
+        assert_ne!(out.status.code(), Some(0), "{bad:?}: {}", describe(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{bad:?}: {}", describe(&out));
+    }
+
+    // `echo KEY | qwen-env key set` works: one trailing newline is not part of the key.
+    env.run_with_stdin(&["key", "set", "OPENAI_API_KEY"], &format!("{KEY}\n"));
+    let ls = env.ok(&["key", "ls"]);
+    assert!(ls.contains(&fingerprint(KEY)), "{ls}");
+    // The value is never accepted from argv: there is no argument for it.
+    let out = env.run(&["key", "set", "OPENAI_API_KEY", KEY]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+#[test]
+fn run_injects_only_named_keys_and_passes_the_exit_code() {
+    let env = TestEnv::new();
+    env.set_key("OPENROUTER_API_KEY", "sk-or-v1-aaaaaaaaaaaaaaaa");
+    env.set_key("OTHER_API_KEY", "sk-other-bbbbbbbbbbbbbbb");
+    let out = env.run(&[
+        "run", "--with", "OPENROUTER_API_KEY", "--", "sh", "-c",
+        "test \"$OPENROUTER_API_KEY\" = sk-or-v1-aaaaaaaaaaaaaaaa || exit 90; \
+         test -z \"${OTHER_API_KEY-}\" || exit 91; test \"$QWEN_ENV\" = 1 || exit 92; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+
+    // A key that is not stored: a clear error, the command does not run.
+    let out = env.run(&["run", "--with", "MISSING_KEY", "--", "sh", "-c", "exit 0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("qwen-env key set MISSING_KEY"));
+}
+
+#[test]
+fn run_reports_missing_commands_refuses_nesting_and_passes_signals() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut env = TestEnv::new();
+    let out = env.run(&["run", "--", "no-such-command-qwen-env"]);
+    assert_eq!(out.status.code(), Some(127), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("command not found"));
+
+    // exec: the child is the process we started (same pid), and its signal death is ours.
+    let child = env.client(&["run", "--", "sh", "-c", "echo $$; kill -TERM $$"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pid.to_string());
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM));
+
+    env.set_var("QWEN_ENV", "1");
+    let out = env.run(&["run", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to nest"));
+}
+
+/// Secret Service through gnome-keyring in a private D-Bus session, unlocked from stdin.
+#[test]
+fn key_round_trip_on_secret_service() {
+    if !require("dbus-run-session") || !require("gnome-keyring-daemon") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.vars.clear();
+    let qe = qwen_env_tests::bin("qwen-env");
+    let script = format!(
+        r#"set -e
+printf %s test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
+Q={qe}
+$Q status --json | grep -q '"backend": "secret-service"'
+printf %s {KEY} | $Q key set DASHSCOPE_API_KEY
+$Q key ls --json
+$Q daemon restart >/dev/null
+$Q run --with DASHSCOPE_API_KEY -- sh -c 'printf "injected=%s\n" "$DASHSCOPE_API_KEY"'
+$Q key rm DASHSCOPE_API_KEY
+$Q daemon stop >/dev/null
+"#,
+        qe = qe.display()
+    );
+    let out = env.command("dbus-run-session").args(["--", "sh", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"backend\": \"secret-service\""), "{stdout}");
+    assert!(stdout.contains(&fingerprint(KEY)), "{stdout}");
+    assert!(stdout.contains(&format!("injected={KEY}")), "{stdout}");
+}
+
+#[test]
+fn forced_backend_that_is_missing_reports_what_to_do() {
+    let mut env = TestEnv::new();
+    env.set_var("QWEN_ENV_KEYRING", "secret-service");
+    env.set_var("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no Secret Service answers") && err.contains("QWEN_ENV_KEYRING=keyutils"), "{err}");
+    assert!(err.contains("qwen-envd.log"), "{err}");
+}
