@@ -22,9 +22,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(15);
 /// Connects to the daemon, starting it if needed.
 pub fn ensure_daemon() -> Result<Client, CliError> {
     let endpoint = Endpoint::from_env();
-    match probe(&endpoint)? {
-        Some(client) => return Ok(client),
-        None => {}
+    if let Some(client) = probe(&endpoint)? {
+        return Ok(client);
     }
     create_runtime_dir(&endpoint.dir)?;
     let _startup = lock_file(&endpoint.startup_lock(), "the startup lock")?;

@@ -13,7 +13,8 @@ use crate::error::{CliError, exit};
 /// Runs `command` with the plan applied. Returns only on failure (Unix) or with the child's
 /// exit code (elsewhere).
 pub fn exec(command: &[OsString], plan: &RunPlan) -> Result<u8, CliError> {
-    let (program, args) = command.split_first().ok_or_else(|| CliError::usage("no command to run"))?;
+    let (program, args) =
+        command.split_first().ok_or_else(|| CliError::usage("no command to run"))?;
     let mut cmd = Command::new(program);
     cmd.args(&plan.extra_args).args(args);
     for name in &plan.unset {

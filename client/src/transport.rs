@@ -86,6 +86,7 @@ fn remote_error(code: ErrorCode, message: String) -> CliError {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(fail)`
 fn fail(e: io::Error) -> ConnectError {
     ConnectError::Failed(e.to_string())
 }

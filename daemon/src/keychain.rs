@@ -110,7 +110,8 @@ impl Keychain {
             *used = Instant::now();
             return Ok(Some(value.clone()));
         }
-        let value = self.call(format!("reading {name}"), name, |e| e.get_password().map(Some)).await?;
+        let value =
+            self.call(format!("reading {name}"), name, |e| e.get_password().map(Some)).await?;
         let value = value.map(SecretValue::new);
         if let Some(v) = &value {
             self.remember(name, v.clone());
@@ -121,8 +122,9 @@ impl Keychain {
     /// Deletes `name`; `false` if it was not there.
     pub async fn delete(&self, name: &str) -> Result<bool, KeychainError> {
         self.cache.lock().expect("cache lock").remove(name);
-        let gone =
-            self.call(format!("deleting {name}"), name, |e| e.delete_credential().map(|()| None)).await;
+        let gone = self
+            .call(format!("deleting {name}"), name, |e| e.delete_credential().map(|()| None))
+            .await;
         match gone {
             Ok(_) => Ok(true),
             Err(KeychainError::Backend { message, .. }) if message == NO_ENTRY => Ok(false),
@@ -261,7 +263,12 @@ mod platform {
         }
         // SAFETY: keyctl(GET_PERSISTENT, -1 = own uid, session) links the persistent keyring.
         let persistent = unsafe {
-            libc::syscall(libc::SYS_keyctl, KEYCTL_GET_PERSISTENT, -1 as libc::c_long, KEY_SPEC_SESSION_KEYRING)
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_GET_PERSISTENT,
+                -1 as libc::c_long,
+                KEY_SPEC_SESSION_KEYRING,
+            )
         } >= 0;
         let store = linux_keyutils_keyring_store::Store::new().map_err(|e| {
             KeychainError::Unavailable(format!("kernel keyutils store failed to open: {e}"))
@@ -283,7 +290,9 @@ mod platform {
 #[cfg(target_os = "macos")]
 mod platform {
     use super::{Backend, KeychainError};
-    pub fn open_store(forced: Option<&str>) -> Result<(Backend, bool, Option<String>), KeychainError> {
+    pub fn open_store(
+        forced: Option<&str>,
+    ) -> Result<(Backend, bool, Option<String>), KeychainError> {
         if let Some(f) = forced.filter(|f| !f.is_empty() && *f != "macos") {
             return Err(KeychainError::Unavailable(format!(
                 "QWEN_ENV_KEYRING={f} is not a backend on macOS; use macos"
@@ -299,7 +308,9 @@ mod platform {
 #[cfg(windows)]
 mod platform {
     use super::{Backend, KeychainError};
-    pub fn open_store(forced: Option<&str>) -> Result<(Backend, bool, Option<String>), KeychainError> {
+    pub fn open_store(
+        forced: Option<&str>,
+    ) -> Result<(Backend, bool, Option<String>), KeychainError> {
         if let Some(f) = forced.filter(|f| !f.is_empty() && *f != "windows") {
             return Err(KeychainError::Unavailable(format!(
                 "QWEN_ENV_KEYRING={f} is not a backend on Windows; use windows"

@@ -23,7 +23,9 @@ const MAX_VALUE_LEN: usize = 16 * 1024;
 pub enum KeyError {
     #[error("{0}")]
     Invalid(String),
-    #[error("no key named {0} in the keychain; `qwen-env key ls` lists them, `qwen-env key set {0}` adds it")]
+    #[error(
+        "no key named {0} in the keychain; `qwen-env key ls` lists them, `qwen-env key set {0}` adds it"
+    )]
     NotFound(String),
     #[error(transparent)]
     Keychain(#[from] KeychainError),
@@ -135,7 +137,12 @@ impl Keys {
     }
 
     /// Stores a key and records its metadata.
-    pub async fn set(&self, name: &str, value: &SecretValue, now: u64) -> Result<KeyInfo, KeyError> {
+    pub async fn set(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        now: u64,
+    ) -> Result<KeyInfo, KeyError> {
         validate_name(name)?;
         validate_value(value)?;
         self.keychain.set(name, value).await?;

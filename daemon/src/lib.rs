@@ -77,7 +77,9 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
     match std::fs::remove_file(&socket) {
         Ok(()) => tracing::info!(path = %socket.display(), "removed a stale socket"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).context(format!("failed to remove stale socket {}", socket.display())),
+        Err(e) => {
+            return Err(e).context(format!("failed to remove stale socket {}", socket.display()));
+        }
     }
     let std_listener = std::os::unix::net::UnixListener::bind(&socket)
         .with_context(|| format!("failed to bind {}", socket.display()))?;

@@ -30,7 +30,10 @@ pub fn init(log_file: &Path) {
                 .with_target(false),
         ),
         Err(e) => {
-            eprintln!("qwen-envd: cannot open log file {}: {e}; logging to stderr only", log_file.display());
+            eprintln!(
+                "qwen-envd: cannot open log file {}: {e}; logging to stderr only",
+                log_file.display()
+            );
             None
         }
     };

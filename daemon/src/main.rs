@@ -102,7 +102,8 @@ mod daemonize {
         if let Some(fd) = relay {
             // SAFETY: the caller passed this descriptor for the report; we own it now.
             let mut out = unsafe { std::fs::File::from_raw_fd(fd) };
-            let line = if line.is_empty() { "error the daemon exited during startup" } else { line };
+            let line =
+                if line.is_empty() { "error the daemon exited during startup" } else { line };
             let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes());
             return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }

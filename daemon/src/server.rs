@@ -66,10 +66,9 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
     }
     drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} })
+            .await;
     if drained.is_err() {
         tracing::info!(remaining = tasks.len(), "grace period over; aborting connections");
         tasks.abort_all();
@@ -102,8 +101,11 @@ async fn connection(stream: UnixStream, state: &State) -> Result<(), String> {
         Err(FrameError::Closed) => return Ok(()),
         Err(e) => return Err(format!("bad handshake: {e}")),
     };
-    let welcome =
-        Welcome { protocol: PROTOCOL_VERSION, daemon_version: VERSION.to_owned(), pid: std::process::id() };
+    let welcome = Welcome {
+        protocol: PROTOCOL_VERSION,
+        daemon_version: VERSION.to_owned(),
+        pid: std::process::id(),
+    };
     send(&mut conn, &welcome).await?;
     let compatible = hello.protocol == PROTOCOL_VERSION;
     loop {

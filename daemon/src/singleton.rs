@@ -30,8 +30,9 @@ impl PidfileGuard {
         opts.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut file =
-            opts.open(path).with_context(|| format!("failed to open pidfile {}", path.display()))?;
+        let mut file = opts
+            .open(path)
+            .with_context(|| format!("failed to open pidfile {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {
                 file.set_len(0)?;

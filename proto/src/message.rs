@@ -81,7 +81,7 @@ pub enum Response {
     /// Response for `Request::Run`.
     Run(RunPlan),
     /// Response for `Request::Resolve`.
-    Resolved(Resolution),
+    Resolved(Box<Resolution>),
 }
 
 /// Kinds of failure carried by [`Response::Error`].
@@ -290,4 +290,161 @@ pub struct Resolution {
     pub variables: Vec<(String, Field)>,
     /// Problems found, most severe first.
     pub findings: Vec<Finding>,
+}
+
+#[cfg(test)]
+mod tests {
+    //! Pins the encoded bytes of every message. If one of these fails, a change broke
+    //! cross-version daemon IPC: bump `PROTOCOL_VERSION`, or append instead of editing.
+    use super::*;
+    use crate::codec::encode;
+
+    fn hex(msg: &impl Serialize) -> String {
+        encode(msg).iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    fn field() -> Field {
+        Field {
+            value: Some("v".into()),
+            source: Some("s".into()),
+            variable: None,
+            fingerprint: None,
+            shadowed: vec![Shadowed {
+                value: None,
+                fingerprint: Some("f".into()),
+                source: "o".into(),
+            }],
+        }
+    }
+
+    fn finding() -> Finding {
+        Finding {
+            code: "c".into(),
+            severity: Severity::Warning,
+            message: "m".into(),
+            fix: "x".into(),
+            location: Some("l".into()),
+            evidence: None,
+        }
+    }
+
+    fn caller() -> CallerContext {
+        CallerContext {
+            cwd: "/".into(),
+            argv: vec!["q".into()],
+            env: vec![("K".into(), "V".into())],
+        }
+    }
+
+    #[test]
+    fn handshake_bytes_never_change() {
+        assert_eq!(hex(&Hello { protocol: 1, client_version: "0.1".into() }), "0103302e31");
+        assert_eq!(
+            hex(&Welcome { protocol: 1, daemon_version: "0.1".into(), pid: 300 }),
+            "0103302e31ac02"
+        );
+    }
+
+    #[test]
+    fn request_bytes_are_pinned() {
+        let cases: Vec<(Request, &str)> = vec![
+            (Request::Shutdown, "00"),
+            (Request::Status, "01"),
+            (
+                Request::KeySet { name: "K".into(), value: SecretValue::new("s".into()) },
+                "02014b0173",
+            ),
+            (Request::KeyList, "03"),
+            (Request::KeyRemove { name: "K".into() }, "04014b"),
+            (
+                Request::Run(RunRequest {
+                    caller: caller(),
+                    with: vec!["W".into()],
+                    profile: Some("p".into()),
+                    bare: true,
+                }),
+                "05012f01017101014b015601015701017001",
+            ),
+            (
+                Request::Resolve(ResolveRequest {
+                    caller: caller(),
+                    as_is: true,
+                    with: vec![],
+                    profile: None,
+                    variables: vec!["V".into()],
+                }),
+                "06012f01017101014b0156010000010156",
+            ),
+        ];
+        for (msg, bytes) in cases {
+            assert_eq!(hex(&msg), bytes, "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn response_bytes_are_pinned() {
+        let key = KeyInfo {
+            name: "K".into(),
+            fingerprint: "f".into(),
+            masked: "m".into(),
+            backend: "b".into(),
+            created: 1,
+            changed: 2,
+            present: true,
+        };
+        let cases: Vec<(Response, &str)> = vec![
+            (Response::ShuttingDown, "00"),
+            (Response::Error { code: ErrorCode::Keychain, message: "m".into() }, "0102016d"),
+            (
+                Response::Status(StatusInfo {
+                    pid: 1,
+                    daemon_version: "v".into(),
+                    protocol: 1,
+                    uptime_secs: 2,
+                    socket: "s".into(),
+                    log_file: "l".into(),
+                    keychain: KeychainInfo {
+                        backend: "k".into(),
+                        durable: false,
+                        note: Some("n".into()),
+                    },
+                    connections: 3,
+                }),
+                "0201017601020173016c016b0001016e03",
+            ),
+            (Response::Key(key.clone()), "03014b0166016d0162010201"),
+            (Response::Keys(vec![key]), "0401014b0166016d0162010201"),
+            (Response::Removed { name: "K".into() }, "05014b"),
+            (
+                Response::Run(RunPlan {
+                    secrets: vec![("K".into(), SecretValue::new("s".into()))],
+                    vars: vec![("A".into(), "b".into())],
+                    unset: vec!["U".into()],
+                    extra_args: vec!["--bare".into()],
+                    findings: vec![finding()],
+                    notes: vec!["n".into()],
+                }),
+                "0601014b0173010141016201015501062d2d6261726501016301016d017801016c0001016e",
+            ),
+            (
+                Response::Resolved(Box::new(Resolution {
+                    tool: "qwen-code".into(),
+                    auth_type: field(),
+                    model: Field::default(),
+                    base_url: Field::default(),
+                    api_key: field(),
+                    variables: vec![("V".into(), Field::default())],
+                    findings: vec![finding()],
+                })),
+                "07097177656e2d636f646501017601017300000100010166016f0000000000000000000001017601017300000100010166016f010156000000000001016301016d017801016c00",
+            ),
+        ];
+        for (msg, bytes) in cases {
+            assert_eq!(hex(&msg), bytes, "{msg:?}");
+        }
+    }
 }

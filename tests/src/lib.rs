@@ -68,7 +68,13 @@ impl TestEnv {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos() % 100_000)
         );
-        Self { root, home, runtime, namespace, vars: vec![("QWEN_ENV_KEYRING".into(), "keyutils".into())] }
+        Self {
+            root,
+            home,
+            runtime,
+            namespace,
+            vars: vec![("QWEN_ENV_KEYRING".into(), "keyutils".into())],
+        }
     }
 
     /// Sets (or replaces) a variable for every later command.

@@ -27,7 +27,10 @@ fn autostarts_from_cold_with_private_modes() {
     // Core dumps off and not dumpable: other processes of the user cannot read its memory.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    assert!(limits.lines().any(|l| l.starts_with("Max core file size") && l.contains(" 0 ")), "{limits}");
+    assert!(
+        limits.lines().any(|l| l.starts_with("Max core file size") && l.contains(" 0 ")),
+        "{limits}"
+    );
     assert!(!status.is_empty());
 }
 
@@ -48,7 +51,13 @@ fn restarts_after_kill_9_leaves_a_stale_socket() {
 fn twenty_racing_clients_start_one_daemon() {
     let env = TestEnv::new();
     let children: Vec<_> = (0..20)
-        .map(|_| env.client(&["status", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            env.client(&["status", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let mut pids = std::collections::BTreeSet::new();
     for child in children {
@@ -68,7 +77,7 @@ fn count_daemons_for(env: &TestEnv) -> usize {
     let needle = format!("XDG_RUNTIME_DIR={}", env.runtime.display());
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
         .filter(|e| {
             let p = e.path();
             let exe_ok = std::fs::read_link(p.join("exe")).is_ok_and(|x| x.ends_with("qwen-envd"));
@@ -76,7 +85,8 @@ fn count_daemons_for(env: &TestEnv) -> usize {
             // to the pidfile's pid.
             let environ = std::fs::read(p.join("environ")).unwrap_or_default();
             let env_ok = String::from_utf8_lossy(&environ).split('\0').any(|v| v == needle);
-            let pid_ok = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) == env.daemon_pid();
+            let pid_ok =
+                e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) == env.daemon_pid();
             exe_ok && (env_ok || pid_ok)
         })
         .count()
@@ -94,7 +104,11 @@ fn refuses_unsafe_runtime_dirs() {
     // And the client relays the daemon's reason.
     let out = env.run(&["status"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lets group or others in"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lets group or others in"),
+        "{}",
+        describe(&out)
+    );
 
     // A symlink.
     let env = TestEnv::new();
@@ -114,7 +128,11 @@ fn refuses_unsafe_runtime_dirs() {
         std::os::unix::fs::chown(env.daemon_dir(), Some(65534), Some(65534)).unwrap();
         let out = env.command(bin("qwen-envd")).arg("--foreground").output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("owned by uid 65534"), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("owned by uid 65534"),
+            "{}",
+            describe(&out)
+        );
     }
 }
 
@@ -141,7 +159,11 @@ fn refuses_clients_of_another_uid() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("sk-secret"));
-    assert!(wait_until(Duration::from_secs(5), || env.log().contains("refused a client of uid 65534")), "{}", env.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || env.log().contains("refused a client of uid 65534")),
+        "{}",
+        env.log()
+    );
     // The daemon keeps serving its owner.
     for dir in [env.runtime.clone(), env.daemon_dir()] {
         set_mode(&dir, 0o700);
@@ -151,7 +173,10 @@ fn refuses_clients_of_another_uid() {
 
 #[test]
 fn client_refuses_a_daemon_of_another_uid() {
-    if qwen_env_proto::endpoint::euid() != 0 || !qwen_env_tests::require("setpriv") || !qwen_env_tests::require("python3") {
+    if qwen_env_proto::endpoint::euid() != 0
+        || !qwen_env_tests::require("setpriv")
+        || !qwen_env_tests::require("python3")
+    {
         eprintln!("SKIPPED: needs root to run an impostor as nobody");
         return;
     }
@@ -176,7 +201,11 @@ fn client_refuses_a_daemon_of_another_uid() {
     let _ = impostor.kill();
     let _ = impostor.wait();
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("runs as uid 65534"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("runs as uid 65534"),
+        "{}",
+        describe(&out)
+    );
 }
 
 fn raw_connect(env: &TestEnv) -> UnixStream {
@@ -200,10 +229,10 @@ fn garbage_truncated_and_oversized_frames_close_only_that_connection() {
     assert_eq!(hello(&mut good, PROTOCOL_VERSION).protocol, PROTOCOL_VERSION);
 
     let cases: [&[u8]; 4] = [
-        b"GET / HTTP/1.1\r\n\r\n",          // garbage: a huge length prefix
-        &[0xff, 0xff, 0xff, 0xff],            // oversized
-        &[0, 0, 0, 3, 0xff, 0xff, 0xff],      // a complete frame that does not decode
-        &[0, 0, 0, 100, 1, 2],                // truncated: closes mid-frame
+        b"GET / HTTP/1.1\r\n\r\n",       // garbage: a huge length prefix
+        &[0xff, 0xff, 0xff, 0xff],       // oversized
+        &[0, 0, 0, 3, 0xff, 0xff, 0xff], // a complete frame that does not decode
+        &[0, 0, 0, 100, 1, 2],           // truncated: closes mid-frame
     ];
     for bytes in cases {
         let mut s = raw_connect(&env);
@@ -240,7 +269,9 @@ fn a_mismatched_protocol_may_only_shut_the_daemon_down() {
     assert_eq!(u64::from(w.pid), pid);
     codec::write_frame(&mut s, &Request::Status).unwrap();
     match codec::read_frame::<_, Response>(&mut s).unwrap() {
-        Response::Error { message, .. } => assert!(message.contains("protocol mismatch"), "{message}"),
+        Response::Error { message, .. } => {
+            assert!(message.contains("protocol mismatch"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     let mut s = raw_connect(&env);
@@ -257,13 +288,22 @@ fn client_replaces_a_daemon_of_another_protocol() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.daemon_dir()).unwrap();
     set_mode(&env.daemon_dir(), 0o700);
-    let pidfile = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(env.daemon_dir().join("qwen-envd.pid")).unwrap();
+    let pidfile = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.daemon_dir().join("qwen-envd.pid"))
+        .unwrap();
     pidfile.lock().unwrap();
     let listener = UnixListener::bind(env.daemon_dir().join("sock")).unwrap();
     let old = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         let _: Hello = codec::read_frame(&mut s).unwrap();
-        codec::write_frame(&mut s, &Welcome { protocol: 0, daemon_version: "0.0.1".into(), pid: 1 }).unwrap();
+        codec::write_frame(
+            &mut s,
+            &Welcome { protocol: 0, daemon_version: "0.0.1".into(), pid: 1 },
+        )
+        .unwrap();
         let req: Request = codec::read_frame(&mut s).unwrap();
         codec::write_frame(&mut s, &Response::ShuttingDown).unwrap();
         drop(listener);
@@ -299,7 +339,11 @@ fn a_second_daemon_refuses_to_start() {
     let env = TestEnv::new();
     let pid = status_pid(&env);
     let out = env.command(bin("qwen-envd")).arg("--foreground").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("already running (pid {pid}")), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("already running (pid {pid}")),
+        "{}",
+        describe(&out)
+    );
     let out = env.command(bin("qwen-envd")).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("already running"), "{}", describe(&out));

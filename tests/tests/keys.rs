@@ -27,12 +27,23 @@ fn key_round_trip_on_keyutils() {
 
     // Survives a daemon restart: the value is in the keychain, not in the daemon's memory.
     env.ok(&["daemon", "restart"]);
-    let out = env.run(&["run", "--with", "DASHSCOPE_API_KEY", "--", "sh", "-c", "printf %s \"$DASHSCOPE_API_KEY\""]);
+    let out = env.run(&[
+        "run",
+        "--with",
+        "DASHSCOPE_API_KEY",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$DASHSCOPE_API_KEY\"",
+    ]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), KEY);
 
     // The metadata never holds the value.
-    let data = std::fs::read_to_string(env.root.path().join(format!("data/qwen-env/keys.{}.json", env.namespace))).unwrap();
+    let data = std::fs::read_to_string(
+        env.root.path().join(format!("data/qwen-env/keys.{}.json", env.namespace)),
+    )
+    .unwrap();
     assert!(data.contains(&fingerprint(KEY)) && !data.contains(KEY), "{data}");
 
     assert!(env.ok(&["key", "rm", "DASHSCOPE_API_KEY"]).contains("removed DASHSCOPE_API_KEY"));
@@ -53,7 +64,9 @@ fn key_set_rejects_bad_names_and_values_and_strips_one_newline() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a variable name"));
 
-    for (bad, why) in [("Bearer sk-123456789", "Bearer"), ("sk-12 3456789", "whitespace"), ("", "no key given")] {
+    for (bad, why) in
+        [("Bearer sk-123456789", "Bearer"), ("sk-12 3456789", "whitespace"), ("", "no key given")]
+    {
         let out = env.run_with_stdin(&["key", "set", "OPENAI_API_KEY"], bad);
         assert_ne!(out.status.code(), Some(0), "{bad:?}: {}", describe(&out));
         assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{bad:?}: {}", describe(&out));
@@ -74,7 +87,12 @@ fn run_injects_only_named_keys_and_passes_the_exit_code() {
     env.set_key("OPENROUTER_API_KEY", "sk-or-v1-aaaaaaaaaaaaaaaa");
     env.set_key("OTHER_API_KEY", "sk-other-bbbbbbbbbbbbbbb");
     let out = env.run(&[
-        "run", "--with", "OPENROUTER_API_KEY", "--", "sh", "-c",
+        "run",
+        "--with",
+        "OPENROUTER_API_KEY",
+        "--",
+        "sh",
+        "-c",
         "test \"$OPENROUTER_API_KEY\" = sk-or-v1-aaaaaaaaaaaaaaaa || exit 90; \
          test -z \"${OTHER_API_KEY-}\" || exit 91; test \"$QWEN_ENV\" = 1 || exit 92; exit 7",
     ]);
@@ -95,7 +113,11 @@ fn run_reports_missing_commands_refuses_nesting_and_passes_signals() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("command not found"));
 
     // exec: the child is the process we started (same pid), and its signal death is ours.
-    let child = env.client(&["run", "--", "sh", "-c", "echo $$; kill -TERM $$"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = env
+        .client(&["run", "--", "sh", "-c", "echo $$; kill -TERM $$"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pid.to_string());
@@ -146,6 +168,9 @@ fn forced_backend_that_is_missing_reports_what_to_do() {
     let out = env.run(&["status"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no Secret Service answers") && err.contains("QWEN_ENV_KEYRING=keyutils"), "{err}");
+    assert!(
+        err.contains("no Secret Service answers") && err.contains("QWEN_ENV_KEYRING=keyutils"),
+        "{err}"
+    );
     assert!(err.contains("qwen-envd.log"), "{err}");
 }

@@ -10,7 +10,7 @@ use crate::cli::DaemonCommand;
 use crate::error::CliError;
 use crate::out;
 
-pub fn daemon(cmd: DaemonCommand) -> Result<(), CliError> {
+pub fn daemon(cmd: &DaemonCommand) -> Result<(), CliError> {
     match cmd {
         DaemonCommand::Start => start(),
         DaemonCommand::Stop => stop().map(|_| ()),
@@ -18,13 +18,16 @@ pub fn daemon(cmd: DaemonCommand) -> Result<(), CliError> {
             stop()?;
             start()
         }
-        DaemonCommand::Logs { lines } => logs(lines),
+        DaemonCommand::Logs { lines } => logs(*lines),
     }
 }
 
 fn start() -> Result<(), CliError> {
     let client = ensure_daemon()?;
-    out(&format!("qwen-envd {} running (pid {})\n", client.welcome.daemon_version, client.welcome.pid))
+    out(&format!(
+        "qwen-envd {} running (pid {})\n",
+        client.welcome.daemon_version, client.welcome.pid
+    ))
 }
 
 /// Asks the daemon to exit and waits until it has released its lock.

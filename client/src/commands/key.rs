@@ -1,5 +1,6 @@
 //! `qwen-env key set|ls|rm`.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Read};
 
 use qwen_env_proto::{KeyInfo, Request, Response, SecretValue};
@@ -24,17 +25,19 @@ pub fn key(cmd: KeyCommand) -> Result<(), CliError> {
 fn set(name: String) -> Result<(), CliError> {
     let value = read_value(&name)?;
     match ask(&Request::KeySet { name, value })? {
-        Response::Key(info) => {
-            out(&format!("stored {} {} ({}) in {}\n", info.name, info.masked, info.fingerprint, info.backend))
-        }
+        Response::Key(info) => out(&format!(
+            "stored {} {} ({}) in {}\n",
+            info.name, info.masked, info.fingerprint, info.backend
+        )),
         other => Err(unexpected(&other)),
     }
 }
 
 fn read_value(name: &str) -> Result<SecretValue, CliError> {
     let mut value = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(format!("Value for {name} (input hidden): "))
-            .map_err(|e| CliError::failed(format!("failed to read the key from the terminal: {e}")))?
+        rpassword::prompt_password(format!("Value for {name} (input hidden): ")).map_err(|e| {
+            CliError::failed(format!("failed to read the key from the terminal: {e}"))
+        })?
     } else {
         let mut buf = String::new();
         std::io::stdin().read_to_string(&mut buf).map_err(|e| {
@@ -72,11 +75,15 @@ fn ls(json: bool) -> Result<(), CliError> {
         return out("no keys stored; add one with `qwen-env key set NAME`\n");
     }
     let width = keys.iter().map(|k| k.name.len()).max().unwrap_or(4).max(4);
-    let mut text = format!("{:width$}  {:19}  {:10}  {:14}  {}\n", "NAME", "FINGERPRINT", "KEY", "BACKEND", "AGE");
+    let mut text = format!(
+        "{:width$}  {:19}  {:10}  {:14}  {}\n",
+        "NAME", "FINGERPRINT", "KEY", "BACKEND", "AGE"
+    );
     for k in &keys {
         let missing = if k.present { "" } else { "  (missing from the keychain: set it again)" };
-        text += &format!(
-            "{:width$}  {:19}  {:10}  {:14}  {}{missing}\n",
+        let _ = writeln!(
+            text,
+            "{:width$}  {:19}  {:10}  {:14}  {}{missing}",
             k.name,
             k.fingerprint,
             k.masked,

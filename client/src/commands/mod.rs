@@ -16,7 +16,7 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Run(args) => run::run(args),
         Command::Key(cmd) => key::key(cmd),
         Command::Status { json } => status::status(json),
-        Command::Daemon(cmd) => daemon::daemon(cmd),
+        Command::Daemon(cmd) => daemon::daemon(&cmd),
     }
 }
 
@@ -46,7 +46,5 @@ fn plural(n: u64, unit: &str) -> String {
 
 /// Seconds since the Unix epoch.
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -33,10 +33,10 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
 pub fn caller_context(command: &[std::ffi::OsString]) -> Result<CallerContext, CliError> {
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::failed(format!("cannot read the current directory: {e}")))?;
-    let cwd = cwd
-        .into_os_string()
-        .into_string()
-        .map_err(|p| CliError::failed(format!("the current directory {p:?} is not UTF-8")))?;
+    let cwd = cwd.into_os_string().into_string().map_err(|p| {
+        let p = std::path::PathBuf::from(p);
+        CliError::failed(format!("the current directory {} is not UTF-8", p.display()))
+    })?;
     let argv = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

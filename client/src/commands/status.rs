@@ -1,5 +1,7 @@
 //! `qwen-env status`.
 
+use std::fmt::Write as _;
+
 use qwen_env_proto::{Request, Response};
 
 use super::{age, unexpected};
@@ -44,7 +46,7 @@ pub fn status(json: bool) -> Result<(), CliError> {
         if s.keychain.durable { "" } else { " (not durable: keys are lost at reboot)" },
     );
     if let Some(note) = &s.keychain.note {
-        text += &format!("           {note}\n");
+        let _ = writeln!(text, "           {note}");
     }
     out(&text)
 }
