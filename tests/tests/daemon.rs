@@ -270,7 +270,7 @@ fn a_mismatched_protocol_may_only_shut_the_daemon_down() {
     codec::write_frame(&mut s, &Request::Status).unwrap();
     match codec::read_frame::<_, Response>(&mut s).unwrap() {
         Response::Error { message, .. } => {
-            assert!(message.contains("protocol mismatch"), "{message}")
+            assert!(message.contains("protocol mismatch"), "{message}");
         }
         other => panic!("{other:?}"),
     }
