@@ -1,0 +1,69 @@
+//! qwen-env's own config file (`$XDG_CONFIG_HOME/qwen-env/config.toml`), parsed with `toml`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The parsed config. Unknown keys are ignored so a newer config still loads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Finding codes the user silenced.
+    pub silence: Vec<String>,
+    /// Keys older than this are reported (`key-age`).
+    pub rotate_after_days: u64,
+    /// Named sets of keys for `run --profile`.
+    pub profile: BTreeMap<String, Profile>,
+    /// Keys injected for commands that are neither Qwen Code nor OpenClaw.
+    pub generic: Profile,
+}
+
+/// A named set of keychain entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct Profile {
+    /// Keychain entry names, injected under their own names.
+    pub keys: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            silence: Vec::new(),
+            rotate_after_days: 90,
+            profile: BTreeMap::new(),
+            generic: Profile::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse the TOML text; the error names the line and what is wrong.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_tables() {
+        let c = Config::parse(
+            "silence = [\"key-age\"]\nrotate_after_days = 30\n\
+             [profile.router]\nkeys = [\"OPENROUTER_API_KEY\"]\n[generic]\nkeys = [\"API_KEY\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.silence, ["key-age"]);
+        assert_eq!(c.rotate_after_days, 30);
+        assert_eq!(c.profile["router"].keys, ["OPENROUTER_API_KEY"]);
+        assert_eq!(c.generic.keys, ["API_KEY"]);
+    }
+
+    #[test]
+    fn empty_is_default_and_errors_are_reported() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert!(Config::parse("rotate_after_days = \"x\"").is_err());
+    }
+}

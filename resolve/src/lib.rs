@@ -1,0 +1,35 @@
+//! Pure resolution for qwen-env (DESIGN.md sections 6 and 7).
+//!
+//! Reads the host tools' configuration sources ([`Sources`], the only I/O, cached by
+//! [`SourceCache`]), reproduces Qwen Code 0.24.4's and OpenClaw's resolution exactly as
+//! HOST_TOOLS.md describes, overlays the keychain for `run`, and runs the static rules.
+//!
+//! # Layout
+//! - `jsonc`, `dotenv`: the two parsers whose exact behaviour matters.
+//! - `sources`, `cache`: reading files (the only I/O) and the per-file parse cache.
+//! - `settings`: Qwen Code's settings layers, `$VAR` expansion and merge.
+//! - `envfiles`: the `.env` walk-up and the first-writer-wins environment overlay.
+//! - `qwen`, `openclaw`, `generic`: one resolver per host.
+//! - `rules`: the static findings; `mask`: how secrets are shown; `config`: our own config.
+
+pub mod cache;
+pub mod config;
+pub mod dotenv;
+pub mod envfiles;
+pub mod generic;
+pub mod jsonc;
+pub mod mask;
+pub mod openclaw;
+pub mod qwen;
+mod resolve;
+pub mod rules;
+pub mod settings;
+pub mod sources;
+
+pub use cache::SourceCache;
+pub use config::Config;
+pub use resolve::{KeyMeta, KeychainView, Params, Plan, resolve};
+pub use sources::Sources;
+
+#[cfg(test)]
+mod tests;

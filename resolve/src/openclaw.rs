@@ -1,0 +1,351 @@
+//! OpenClaw 2026.9.6's resolution for provider `qwen` (HOST_TOOLS.md section 6 and "Resolution
+//! algorithm (OpenClaw 2026.9.6, provider `qwen`)", with the "Corrections from real runs").
+//!
+//! Not modelled: the SQLite auth-profile store (we only note that it exists, since stored profiles
+//! beat env keys), `$include`, per-agent `models.json` (ignored at request time anyway) and the
+//! login-shell import.
+
+use std::sync::LazyLock;
+
+use qwen_env_proto::{Field, Finding, Severity};
+use regex::Regex;
+
+use crate::envfiles::{EnvView, Origin};
+use crate::jsonc::{Node, Value};
+use crate::mask;
+use crate::qwen::{Shower, finding};
+use crate::rules;
+use crate::sources::Sources;
+
+/// OpenClaw's qwen env keys, in order.
+pub const KEY_VARS: [&str; 3] = ["QWEN_API_KEY", "MODELSTUDIO_API_KEY", "DASHSCOPE_API_KEY"];
+/// The default base URL: the Coding Plan intl endpoint.
+pub const DEFAULT_BASE: &str = "https://coding-intl.dashscope.aliyuncs.com/v1";
+
+static VAR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\$\{([A-Z_][A-Z0-9_]*)\}").expect("regex"));
+
+/// What the resolution decided.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// auth type, model, base URL, API key.
+    pub fields: [Field; 4],
+    /// The environment after OpenClaw's merge (and injection).
+    pub env: EnvView,
+    /// The env variable the key comes from (or would: for the keychain overlay).
+    pub key_var: Option<String>,
+    /// The key (secret) when plain.
+    pub key: Option<String>,
+    /// Findings.
+    pub findings: Vec<Finding>,
+}
+
+/// Credentials, base URLs and `OPENCLAW_*` are ignored from a workspace `.env`.
+fn ignored_from_cwd(key: &str) -> bool {
+    key.ends_with("_API_KEY")
+        || key.ends_with("_TOKEN")
+        || key.ends_with("_SECRET")
+        || key.ends_with("_BASE_URL")
+        || key.ends_with("_API_HOST")
+        || key.ends_with("_ENDPOINT")
+        || key.starts_with("OPENCLAW_")
+}
+
+fn subst(s: &str, env: &EnvView) -> String {
+    VAR.replace_all(s, |c: &regex::Captures<'_>| {
+        env.nonempty(&c[1]).map_or_else(|| c[0].to_string(), str::to_string)
+    })
+    .into_owned()
+}
+
+/// Resolve. `inject` are keychain entries set as process environment: (variable, placeholder).
+pub fn resolve(
+    src: &Sources,
+    env0: &[(String, String)],
+    inject: &[(String, String)],
+    shower: &dyn Shower,
+) -> Outcome {
+    let oc = &src.openclaw;
+    let mut findings = Vec::new();
+    let mut env = EnvView::from_process(env0);
+    for (name, value) in inject {
+        env.inject(name, value.clone(), Origin::Keychain(name.clone()));
+    }
+    let config = match oc.config.as_ref().map(|f| (&f.parsed, f)) {
+        Some((Ok(n), _)) => Some(n.clone()),
+        Some((Err(e), f)) => {
+            findings.push(finding(
+                "config-parse-error",
+                Severity::Error,
+                format!("{} does not parse as JSON5: {e}", f.label),
+                format!("fix the syntax in {}", f.label),
+                Some(f.label.to_string()),
+            ));
+            None
+        }
+        None => None,
+    };
+    if let Some(f) = &oc.cwd_env {
+        for e in &f.entries {
+            if ignored_from_cwd(&e.key) {
+                findings.push(finding(
+                    "unread-variable",
+                    Severity::Warning,
+                    format!("{} in the workspace .env is ignored: OpenClaw never takes credentials or base URLs from it", e.key),
+                    format!("move {} to {} (or qwen-env key set {})", e.key, oc.state_dir.join(".env").display(), e.key),
+                    Some(format!("{}:{}", f.label, e.line)),
+                ));
+            } else {
+                env.push(
+                    &e.key,
+                    e.value.clone(),
+                    Origin::File { file: f.label.clone(), line: e.line },
+                );
+            }
+        }
+    }
+    if let Some(f) = &oc.state_env {
+        for e in &f.entries {
+            env.push(&e.key, e.value.clone(), Origin::File { file: f.label.clone(), line: e.line });
+        }
+    }
+    if let Some(vars) =
+        config.as_ref().and_then(|c| c.path(&["env", "vars"])).and_then(Node::as_object)
+    {
+        for (k, v) in vars {
+            if let Some(s) = v.as_str() {
+                env.push(k, s.to_string(), Origin::Settings(v.loc.clone()));
+            }
+        }
+    }
+    let label = oc.config.as_ref().map_or_else(String::new, |f| f.label.to_string());
+    let provider = config.as_ref().and_then(|c| c.path(&["models", "providers", "qwen"]));
+
+    // Base URL.
+    let mut base_field = Field::default();
+    let base_cfg =
+        provider.and_then(|p| p.get("baseUrl")).and_then(Node::as_str).map(|s| subst(s, &env));
+    let base = if let Some(b) = base_cfg.filter(|s| !s.is_empty()) {
+        base_field.source = Some(format!("{label} models.providers.qwen.baseUrl"));
+        b
+    } else {
+        base_field.source = Some("default (qwen provider: Coding Plan intl)".into());
+        DEFAULT_BASE.to_string()
+    };
+    base_field.value = Some(base.clone());
+    let base_is_default = base_field.source.as_deref().is_some_and(|s| s.starts_with("default"));
+
+    // Model: agents.defaults.model(.primary), `qwen/` prefix stripped.
+    let mut model_field = Field::default();
+    if let Some(c) = &config {
+        let m = c
+            .path(&["agents", "defaults", "model", "primary"])
+            .or_else(|| c.path(&["agents", "defaults", "model"]))
+            .and_then(Node::as_str);
+        if let Some(m) = m {
+            model_field.value = Some(m.strip_prefix("qwen/").unwrap_or(m).to_string());
+            model_field.source = Some(format!("{label} agents.defaults.model"));
+        }
+    }
+    let mut auth_field = Field::default();
+    let api =
+        provider.and_then(|p| p.get("api")).and_then(Node::as_str).unwrap_or("openai-completions");
+    auth_field.value = Some(api.to_string());
+    auth_field.source = Some(if provider.and_then(|p| p.get("api")).is_some() {
+        format!("{label} models.providers.qwen.api")
+    } else {
+        "default (provider qwen)".into()
+    });
+
+    // Legacy auth profiles abort the run.
+    let mut plaintext_files = Vec::new();
+    for f in &oc.legacy_auth_profiles {
+        findings.push(finding(
+            "openclaw-legacy-auth-profiles",
+            Severity::Error,
+            format!("legacy {} is present: OpenClaw aborts the run (\"requires legacy credential migration\") before any env key is tried", f.label),
+            "run: openclaw doctor --fix".into(),
+            Some(f.label.to_string()),
+        ));
+        if let Ok(n) = &f.parsed
+            && let Some(profiles) = n.get("profiles").and_then(Node::as_object)
+            && profiles.iter().any(|(_, p)| p.get("key").or_else(|| p.get("apiKey")).is_some())
+        {
+            findings.push(finding(
+                "plaintext-secret",
+                Severity::Warning,
+                format!("{} holds keys in plaintext", f.label),
+                format!(
+                    "qwen-env key set QWEN_API_KEY, then run openclaw doctor --fix and delete {}",
+                    f.label
+                ),
+                Some(f.label.to_string()),
+            ));
+            plaintext_files.push((f.label.to_string(), f.mode));
+        }
+    }
+    if let Some(db) = &oc.sqlite_store {
+        findings.push(finding(
+            "openclaw-profile-store",
+            Severity::Info,
+            format!("{} exists: a stored qwen auth profile beats every env key, and qwen-env cannot see it", db.display()),
+            "check with: openclaw models auth list".into(),
+            Some(db.display().to_string()),
+        ));
+    }
+
+    // API key.
+    let mut key_cands: Vec<(String, String, Option<String>)> = Vec::new(); // (value, source, var)
+    let cfg_key = provider.and_then(|p| p.get("apiKey"));
+    let auth_api_key =
+        provider.and_then(|p| p.get("auth")).and_then(Node::as_str) == Some("api-key");
+    let cfg_key_value = |n: &Node| -> Option<(String, Option<String>)> {
+        match &n.value {
+            Value::String(s) => {
+                let s = subst(s, &env);
+                if KEY_VARS.contains(&s.as_str()) || s == "OPENAI_API_KEY" {
+                    None // a known env name is a marker: "use env"
+                } else {
+                    Some((s, None))
+                }
+            }
+            Value::Object(_) if n.get("source").and_then(Node::as_str) == Some("env") => {
+                let id = n.get("id").and_then(Node::as_str)?;
+                env.nonempty(id).map(|v| (v.to_string(), Some(id.to_string())))
+            }
+            _ => None,
+        }
+    };
+    if auth_api_key && let Some((v, var)) = cfg_key.and_then(cfg_key_value) {
+        key_cands.push((v, format!("{label} models.providers.qwen.apiKey"), var));
+    }
+    let mut key_var = None;
+    for v in KEY_VARS {
+        for c in env.cands(v) {
+            if !c.value.is_empty() {
+                key_cands.push((c.value.clone(), c.source(v), Some(v.to_string())));
+            }
+        }
+        if key_var.is_none() && env.nonempty(v).is_some() {
+            key_var = Some(v.to_string());
+        }
+    }
+    if !auth_api_key && let Some((v, var)) = cfg_key.and_then(cfg_key_value) {
+        key_cands.push((v, format!("{label} models.providers.qwen.apiKey"), var));
+    }
+    // Only the effective definition of each env variable can win.
+    let win = key_cands.iter().position(|(v, src, var)| match var {
+        Some(name) if !src.contains("models.providers") => {
+            env.winner(name).is_some_and(|c| c.value == *v)
+        }
+        _ => true,
+    });
+    let mut key_field = Field::default();
+    let mut key = None;
+    if let Some(w) = win {
+        let (v, s, var) = &key_cands[w];
+        let (m, fp) = shower.show(v);
+        key_field = Field {
+            value: Some(m),
+            source: Some(s.clone()),
+            variable: var.clone(),
+            fingerprint: Some(fp),
+            shadowed: Vec::new(),
+        };
+        key = Some(v.clone());
+        if let Some(var) = var {
+            key_var = Some(var.clone());
+        }
+        for (i, (v, s, _)) in key_cands.iter().enumerate() {
+            if i != w {
+                let (m, fp) = shower.show(v);
+                key_field.shadowed.push(qwen_env_proto::Shadowed {
+                    value: Some(m),
+                    fingerprint: Some(fp),
+                    source: s.clone(),
+                });
+            }
+        }
+        if v.starts_with("profile:") {
+            findings.push(finding(
+                "openclaw-profile-prefix",
+                Severity::Error,
+                "models.providers.qwen.apiKey starts with \"profile:\": OpenClaw has no such prefix and sends the text literally as the key".into(),
+                format!("set \"apiKey\" to the exact profile id (e.g. \"qwen:default\") or remove it and use QWEN_API_KEY, in {label}"),
+                cfg_key.map(|n| n.loc.to_string()),
+            ));
+        }
+        if s.contains("models.providers")
+            && !v.starts_with("profile:")
+            && matches!(cfg_key.map(|n| &n.value), Some(Value::String(_)))
+            && !cfg_key.and_then(Node::as_str).is_some_and(|x| x.contains("${"))
+        {
+            findings.push(finding(
+                "plaintext-secret",
+                Severity::Warning,
+                format!("a literal key in {label} models.providers.qwen.apiKey"),
+                format!("qwen-env key set QWEN_API_KEY, then remove apiKey from {label}"),
+                Some(label.clone()),
+            ));
+            plaintext_files.push((label.clone(), oc.config.as_ref().and_then(|f| f.mode)));
+        }
+    } else {
+        findings.push(finding(
+            "key-missing",
+            Severity::Error,
+            "No API key found for provider \"qwen\": none of QWEN_API_KEY, MODELSTUDIO_API_KEY, DASHSCOPE_API_KEY is set and openclaw.json has no key".into(),
+            "qwen-env key set QWEN_API_KEY".into(),
+            Some("QWEN_API_KEY".into()),
+        ));
+    }
+    let plain_key = key.as_deref().filter(|k| !k.starts_with('\u{1}'));
+    if base_is_default && plain_key.is_some_and(|k| rules::key_kind(k) != rules::KeyKind::Plan) {
+        findings.push(finding(
+            "openclaw-default-coding-endpoint",
+            Severity::Error,
+            format!("no baseUrl is configured for provider qwen, so OpenClaw sends this key to the Coding Plan endpoint {DEFAULT_BASE}; the key is not a plan key (sk-sp-)"),
+            format!("set models.providers.qwen.baseUrl to https://dashscope-intl.aliyuncs.com/compatible-mode/v1 (or your key's region) in {}", if label.is_empty() { "~/.openclaw/openclaw.json".to_string() } else { label.clone() }),
+            Some(if label.is_empty() { "models.providers.qwen.baseUrl".to_string() } else { label.clone() }),
+        ));
+    } else if let Some(k) = plain_key {
+        rules::key_endpoint_rules(
+            Some(k),
+            key_var.as_deref(),
+            key_field.source.as_deref().unwrap_or(""),
+            Some(&base),
+            base_field.source.as_deref().unwrap_or(""),
+            model_field.value.as_deref(),
+            &mut findings,
+        );
+    }
+    rules::base_url_rules(&base, base_field.source.as_deref().unwrap_or(""), &mut findings);
+    for f in oc.cwd_env.iter().chain(oc.state_env.iter()) {
+        let mut any = false;
+        for e in &f.entries {
+            if mask::is_secret_name(&e.key) && e.value.len() >= 8 {
+                any = true;
+                findings.push(finding(
+                    "plaintext-secret",
+                    Severity::Warning,
+                    format!("a literal key {} in {}", e.key, f.label),
+                    format!(
+                        "qwen-env key set {}, then delete line {} of {}",
+                        e.key, e.line, f.label
+                    ),
+                    Some(format!("{}:{}", f.label, e.line)),
+                ));
+            }
+        }
+        if any {
+            plaintext_files.push((f.label.to_string(), f.mode));
+        }
+    }
+    rules::permission_rules(&plaintext_files, &mut findings);
+    Outcome {
+        fields: [auth_field, model_field, base_field, key_field],
+        env,
+        key_var,
+        key,
+        findings,
+    }
+}

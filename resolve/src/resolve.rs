@@ -1,0 +1,373 @@
+//! The public entry point: resolve for the detected host, overlay the keychain for `run`
+//! (DESIGN.md section 6), build the [`Plan`], run the rules and finish the findings.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use qwen_env_proto::{CallerContext, Field, Finding, Resolution, SecretValue, Severity, Shadowed};
+
+use crate::config::Config;
+use crate::envfiles::{EnvView, Origin};
+use crate::mask;
+use crate::qwen::{self, AuthType, KeySource, Shower, finding};
+use crate::sources::{Host, Sources};
+use crate::{generic, openclaw, rules};
+
+/// Non-secret view of what the OS keychain holds (the daemon fills it from its metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeychainView {
+    /// Entries by name (the variable they feed).
+    pub entries: BTreeMap<String, KeyMeta>,
+}
+
+/// Metadata of one keychain entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMeta {
+    /// `sha256:` + 12 hex.
+    pub fingerprint: String,
+    /// `sk-…a289`.
+    pub masked: String,
+    /// When it was stored (Unix seconds).
+    pub created: u64,
+}
+
+/// Everything a resolution depends on besides the files.
+#[derive(Debug, Clone, Copy)]
+pub struct Params<'a> {
+    /// Who asks, where, for which command.
+    pub caller: &'a CallerContext,
+    /// The caller's home directory.
+    pub home: &'a Path,
+    /// Resolve as the host would today, without the keychain overlay.
+    pub as_is: bool,
+    /// `run --bare`.
+    pub bare: bool,
+    /// `--with` names.
+    pub with: &'a [String],
+    /// `--profile`.
+    pub profile: Option<&'a str>,
+    /// Variables to explain.
+    pub variables: &'a [String],
+    /// The keychain's metadata.
+    pub keychain: &'a KeychainView,
+    /// Our config.
+    pub config: &'a Config,
+    /// Now (Unix seconds), for `key-age`.
+    pub now: u64,
+}
+
+/// What `qwen-env run` must do to the child, beyond what the caller already has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Keychain entries to set in the child: (keychain entry name, child variable). Usually the
+    /// same name; under `--bare` the key lands in the protocol's variable (`OPENAI_API_KEY`).
+    pub inject_as: Vec<(String, String)>,
+    /// Non-secret variables to set.
+    pub vars: Vec<(String, String)>,
+    /// Secrets that are not in the keychain but must be passed on under `--bare` (a key from a
+    /// `.env` file or settings, which `--bare` no longer reads). `SecretValue`'s `Debug` is
+    /// redacted.
+    pub secret_vars: Vec<(String, SecretValue)>,
+    /// Variables to remove.
+    pub unset: Vec<String>,
+    /// Arguments to insert after the program name.
+    pub extra_args: Vec<String>,
+    /// What `run` changed, in words.
+    pub notes: Vec<String>,
+}
+
+const PH: char = '\u{1}';
+
+/// The value a keychain entry has inside the resolver: a placeholder naming the entry and its
+/// fingerprint (the resolver never sees the secret; the daemon injects it).
+pub fn keychain_placeholder(name: &str, meta: &KeyMeta) -> String {
+    format!("{PH}keychain:{name}:{}{PH}", meta.fingerprint)
+}
+
+fn parse_placeholder(v: &str) -> Option<(&str, &str)> {
+    let inner = v.strip_prefix(PH)?.strip_suffix(PH)?.strip_prefix("keychain:")?;
+    inner.split_once(':')
+}
+
+struct KcShower<'a>(&'a KeychainView);
+
+impl Shower for KcShower<'_> {
+    fn show(&self, value: &str) -> (String, String) {
+        if let Some((name, fp)) = parse_placeholder(value) {
+            let masked =
+                self.0.entries.get(name).map_or_else(|| "***".to_string(), |m| m.masked.clone());
+            return (masked, fp.to_string());
+        }
+        if value.contains(PH) {
+            // A keychain value expanded inside a longer settings string.
+            return ("(contains a keychain value)".into(), String::new());
+        }
+        (mask::masked(value), mask::fingerprint(value))
+    }
+}
+
+/// Resolve the caller's configuration. Returns what the host will use (with the keychain
+/// overlay unless `as_is`) and what `run` must do.
+pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
+    let shower = KcShower(p.keychain);
+    let mut plan = Plan::default();
+    let mut findings: Vec<Finding> = Vec::new();
+
+    // Extra keys: --with and the profile (for every host); `[generic] keys` only for generic
+    // commands with neither.
+    let extra = match generic::keys(p.with, p.profile, p.config, src.host == Host::Generic) {
+        Ok(k) => k,
+        Err(name) => {
+            findings.push(finding(
+                "unknown-profile",
+                Severity::Error,
+                format!("profile \"{name}\" is not defined in the qwen-env config"),
+                format!("add [profile.{name}] keys = [\"NAME\", …] to config.toml"),
+                None,
+            ));
+            p.with.to_vec()
+        }
+    };
+    let mut inject: Vec<String> = Vec::new();
+    if !p.as_is {
+        for k in &extra {
+            if p.keychain.entries.contains_key(k) {
+                inject.push(k.clone());
+            } else {
+                findings.push(finding(
+                    "keychain-entry-missing",
+                    Severity::Warning,
+                    format!("{k} was asked for (--with / profile) but the keychain has no entry of that name"),
+                    format!("qwen-env key set {k}"),
+                    Some(k.clone()),
+                ));
+            }
+        }
+    }
+    let ph = |name: &str| keychain_placeholder(name, &p.keychain.entries[name]);
+
+    let mut res = Resolution { tool: src.host.tool().to_string(), ..Resolution::default() };
+    let env_view: EnvView;
+    match src.host {
+        Host::Qwen => {
+            let args: &[String] = p.caller.argv.get(1..).unwrap_or(&[]);
+            let mut out;
+            let mut guard = 0;
+            loop {
+                let inj: Vec<(String, String, String)> =
+                    inject.iter().map(|n| (n.clone(), ph(n), n.clone())).collect();
+                out = qwen::resolve(&qwen::Input {
+                    src,
+                    env0: &p.caller.env,
+                    args,
+                    inject: &inj,
+                    shower: &shower,
+                });
+                guard += 1;
+                if p.as_is || guard > 4 {
+                    break;
+                }
+                // The variable the resolution reads for the key; with no auth type yet, the
+                // keychain's OPENAI_API_KEY may complete the inference triple.
+                let want = match (&out.auth, &out.key_var) {
+                    (Some(AuthType::QwenOauth), _) => None,
+                    (Some(_), Some(v)) => Some(v.clone()),
+                    (None, _) => Some("OPENAI_API_KEY".to_string()),
+                    _ => None,
+                };
+                match want {
+                    Some(v) if p.keychain.entries.contains_key(&v) && !inject.contains(&v) => {
+                        inject.push(v);
+                    }
+                    _ => break,
+                }
+            }
+            let key_plain = !matches!(&out.key, Some((v, _)) if v.contains(PH));
+            findings.append(&mut out.findings);
+            rules::qwen(&out, src, key_plain, &mut findings);
+            [res.auth_type, res.model, res.base_url, res.api_key] = out.fields.clone();
+            if p.bare && !p.as_is {
+                bare_plan(&out, &mut plan);
+            }
+            env_view = out.env;
+        }
+        Host::OpenClaw => {
+            let mut out;
+            let mut guard = 0;
+            loop {
+                let inj: Vec<(String, String)> =
+                    inject.iter().map(|n| (n.clone(), ph(n))).collect();
+                out = openclaw::resolve(src, &p.caller.env, &inj, &shower);
+                guard += 1;
+                if p.as_is || guard > 4 {
+                    break;
+                }
+                let want =
+                    out.key_var.clone().filter(|v| p.keychain.entries.contains_key(v)).or_else(
+                        || {
+                            if out.key.is_none() || out.key_var.is_none() {
+                                openclaw::KEY_VARS
+                                    .iter()
+                                    .find(|v| p.keychain.entries.contains_key(**v))
+                                    .map(|v| (*v).to_string())
+                            } else {
+                                None
+                            }
+                        },
+                    );
+                match want {
+                    Some(v) if !inject.contains(&v) => inject.push(v),
+                    _ => break,
+                }
+            }
+            findings.append(&mut out.findings);
+            [res.auth_type, res.model, res.base_url, res.api_key] = out.fields.clone();
+            env_view = out.env;
+        }
+        Host::Generic => {
+            let mut env = EnvView::from_process(&p.caller.env);
+            for n in &inject {
+                env.inject(n, ph(n), Origin::Keychain(n.clone()));
+            }
+            if let Some(first) = extra.first() {
+                res.api_key = var_field(&env, first, &shower);
+            }
+            if extra.is_empty() {
+                findings.push(finding(
+                    "no-keys-for-command",
+                    Severity::Info,
+                    "this command is not Qwen Code or OpenClaw and no keys were named".into(),
+                    "pass --with NAME, --profile P, or set [generic] keys = [\"NAME\"] in config.toml".into(),
+                    None,
+                ));
+            }
+            env_view = env;
+        }
+    }
+
+    // What run injects and what it replaced.
+    for n in &inject {
+        if !plan.inject_as.iter().any(|(k, _)| k == n) {
+            plan.inject_as.push((n.clone(), n.clone()));
+        }
+        let meta = &p.keychain.entries[n];
+        if let Some((_, old)) = p.caller.env.iter().rev().find(|(k, _)| k == n)
+            && !old.is_empty()
+        {
+            let old_fp = mask::fingerprint(old);
+            if old_fp != meta.fingerprint {
+                plan.notes.push(format!(
+                    "replaced the exported {n} ({old_fp}) with the keychain's {n} ({})",
+                    meta.fingerprint
+                ));
+                findings.push(finding(
+                    "stale-env-shadows",
+                    Severity::Warning,
+                    format!("the exported {n} ({old_fp}) differs from the keychain's ({}); qwen-env run replaces it, plain {} would use the stale one", meta.fingerprint, res.tool),
+                    format!("unset {n} in your shell profile (the keychain holds it)"),
+                    Some(n.clone()),
+                ));
+            }
+        } else {
+            plan.notes.push(format!("injected {n} from the keychain ({})", meta.fingerprint));
+        }
+        let days = p.now.saturating_sub(meta.created) / 86_400;
+        if meta.created > 0 && days > p.config.rotate_after_days {
+            findings.push(finding(
+                "key-age",
+                Severity::Warning,
+                format!(
+                    "keychain entry {n} is {days} days old (rotate_after_days = {})",
+                    p.config.rotate_after_days
+                ),
+                format!("rotate the key at its provider, then qwen-env key set {n}"),
+                Some(n.clone()),
+            ));
+        }
+    }
+
+    res.variables =
+        p.variables.iter().map(|v| (v.clone(), var_field(&env_view, v, &shower))).collect();
+    res.findings = rules::finish(findings, &p.config.silence);
+    (res, plan)
+}
+
+/// A variable's field: winner, source, shadowed; masked when it looks secret.
+fn var_field(env: &EnvView, name: &str, shower: &dyn Shower) -> Field {
+    let secret = mask::is_secret_name(name);
+    let show = |v: &str| -> (Option<String>, Option<String>) {
+        if secret || v.contains(PH) {
+            let (m, fp) = shower.show(v);
+            (Some(m), Some(fp))
+        } else {
+            (Some(v.to_string()), None)
+        }
+    };
+    let mut f = Field::default();
+    let w = env.winner(name);
+    if let Some(c) = w {
+        let (v, fp) = show(&c.value);
+        f.value = v;
+        f.fingerprint = fp;
+        f.source = Some(c.source(name));
+        f.variable = Some(name.to_string());
+    }
+    for c in env.cands(name) {
+        if Some(c) != w && !c.value.is_empty() {
+            let (v, fp) = show(&c.value);
+            f.shadowed.push(Shadowed { value: v, fingerprint: fp, source: c.source(name) });
+        }
+    }
+    f
+}
+
+/// `--bare` (HOST_TOOLS.md "Broker recipe"): Qwen Code then reads neither settings nor `.env`,
+/// so the key, base URL and model of the normal resolution are handed over as the protocol's
+/// variables, and the SDK's organisation headers are removed.
+fn bare_plan(out: &qwen::Outcome, plan: &mut Plan) {
+    let Some(t) = out.auth else { return };
+    if !out.flags.bare {
+        plan.extra_args.push("--bare".into());
+    }
+    if t == AuthType::OpenaiResponses && out.flags.auth_type.is_none() {
+        plan.extra_args.push("--auth-type".into());
+        plan.extra_args.push("openai-responses".into());
+    }
+    let (key_var, base_var, model_var) = match t {
+        AuthType::Anthropic => ("ANTHROPIC_API_KEY", Some("ANTHROPIC_BASE_URL"), "ANTHROPIC_MODEL"),
+        AuthType::Gemini => ("GEMINI_API_KEY", None, "GEMINI_MODEL"),
+        AuthType::VertexAi => ("GOOGLE_API_KEY", None, "GOOGLE_MODEL"),
+        _ => ("OPENAI_API_KEY", Some("OPENAI_BASE_URL"), "OPENAI_MODEL"),
+    };
+    if let (Some(b), Some(bv)) = (&out.base_url, base_var) {
+        plan.vars.push((bv.to_string(), b.clone()));
+    }
+    if let Some(m) = &out.model {
+        plan.vars.push((model_var.to_string(), m.clone()));
+    }
+    plan.vars.push(("QWEN_USAGE_STATISTICS_ENABLED".into(), "false".into()));
+    match &out.key {
+        Some((v, KeySource::Env(_, Origin::Keychain(entry)))) if v.contains(PH) => {
+            plan.inject_as.push((entry.clone(), key_var.to_string()));
+            if entry != key_var {
+                plan.notes.push(format!("--bare: the keychain's {entry} is set as {key_var}"));
+            }
+        }
+        Some((_, KeySource::Env(var, Origin::Process))) if var == key_var => {}
+        Some((v, ks)) => {
+            plan.secret_vars.push((key_var.to_string(), SecretValue::new(v.clone())));
+            let from = match ks {
+                KeySource::Env(var, o) => {
+                    crate::envfiles::Cand { value: String::new(), origin: o.clone() }.source(var)
+                }
+                KeySource::Flag => "--openai-api-key".into(),
+                KeySource::Settings(loc) => format!("{loc} security.auth.apiKey"),
+            };
+            plan.notes.push(format!(
+                "--bare: passing the key from {from} as {key_var} (not from the keychain)"
+            ));
+        }
+        None => {}
+    }
+    plan.unset.extend(["OPENAI_ORG_ID".to_string(), "OPENAI_PROJECT_ID".to_string()]);
+}

@@ -1,0 +1,793 @@
+//! The static rules (DESIGN.md section 7): each looks at a finished resolution and says what
+//! will go wrong, with the exact fix and where. Probe-only codes live in the daemon.
+
+use qwen_env_proto::{Finding, Severity};
+
+use crate::envfiles::Origin;
+use crate::jsonc::Node;
+use crate::mask;
+use crate::qwen::{AuthType, Outcome, finding};
+use crate::settings::Scope;
+use crate::sources::Sources;
+
+/// What kind of endpoint a base URL is (HOST_TOOLS.md 3.4, 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// DashScope / Model Studio pay-as-you-go, with its region.
+    DashScope(&'static str),
+    /// Coding Plan (`coding[-intl].dashscope.aliyuncs.com`).
+    CodingPlan,
+    /// Token Plan (`token-plan.*.maas.aliyuncs.com`).
+    TokenPlan,
+    /// OpenRouter.
+    OpenRouter,
+    /// api.openai.com.
+    OpenAi,
+    /// Loopback.
+    Local,
+    /// Anything else.
+    Other,
+}
+
+/// The host of a URL, lower-cased, without port or credentials.
+pub fn host_of(url: &str) -> Option<String> {
+    let rest = url.trim().split_once("://")?.1;
+    let auth = rest.split(['/', '?', '#']).next()?;
+    let hostport = auth.rsplit('@').next()?;
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?.to_string()
+    } else {
+        hostport.split(':').next()?.to_string()
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// Classify a base URL.
+pub fn classify(url: &str) -> Endpoint {
+    let Some(h) = host_of(url) else { return Endpoint::Other };
+    match h.as_str() {
+        "dashscope.aliyuncs.com" => Endpoint::DashScope("cn-beijing"),
+        "dashscope-intl.aliyuncs.com" => Endpoint::DashScope("ap-southeast-1 (Singapore)"),
+        "dashscope-us.aliyuncs.com" => Endpoint::DashScope("us-east-1 (Virginia)"),
+        "cn-hongkong.dashscope.aliyuncs.com" => Endpoint::DashScope("cn-hongkong"),
+        "coding.dashscope.aliyuncs.com" | "coding-intl.dashscope.aliyuncs.com" => {
+            Endpoint::CodingPlan
+        }
+        "openrouter.ai" => Endpoint::OpenRouter,
+        "api.openai.com" => Endpoint::OpenAi,
+        "localhost" | "127.0.0.1" | "::1" | "0.0.0.0" => Endpoint::Local,
+        _ if h.starts_with("token-plan.") && h.ends_with(".maas.aliyuncs.com") => {
+            Endpoint::TokenPlan
+        }
+        _ if h.starts_with("127.") => Endpoint::Local,
+        _ => Endpoint::Other,
+    }
+}
+
+/// What a key's prefix says about it (HOST_TOOLS.md 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `sk-sp-`: Coding Plan or Token Plan.
+    Plan,
+    /// `sk-or-`: OpenRouter.
+    OpenRouter,
+    /// `sk-ant-`: Anthropic.
+    Anthropic,
+    /// `sk-proj-`, `sk-svcacct-`, `sk-admin-`: OpenAI.
+    OpenAi,
+    /// `sk-` + 32 hex: DashScope pay-as-you-go.
+    DashScope,
+    /// Anything else.
+    Unknown,
+}
+
+/// Classify a key by prefix.
+pub fn key_kind(key: &str) -> KeyKind {
+    let k = key.trim();
+    if k.starts_with("sk-sp-") {
+        KeyKind::Plan
+    } else if k.starts_with("sk-or-") {
+        KeyKind::OpenRouter
+    } else if k.starts_with("sk-ant-") {
+        KeyKind::Anthropic
+    } else if ["sk-proj-", "sk-svcacct-", "sk-admin-"].iter().any(|p| k.starts_with(p)) {
+        KeyKind::OpenAi
+    } else if k.len() == 35 && k.starts_with("sk-") && k[3..].chars().all(|c| c.is_ascii_hexdigit())
+    {
+        KeyKind::DashScope
+    } else {
+        KeyKind::Unknown
+    }
+}
+
+/// Base-URL rules shared by every host: a path suffix the SDK appends again.
+pub fn base_url_rules(base: &str, source: &str, out: &mut Vec<Finding>) {
+    let trimmed = base.trim_end_matches('/');
+    for suffix in ["/chat/completions", "/completions", "/responses", "/models"] {
+        if let Some(fixed) = trimmed.strip_suffix(suffix) {
+            out.push(finding(
+                "base-url-path-suffix",
+                Severity::Error,
+                format!("base URL {base} ends in {suffix}: the client appends /chat/completions itself, so requests get 404"),
+                format!("set the base URL to {fixed} ({source})"),
+                Some(source.to_string()),
+            ));
+            break;
+        }
+    }
+}
+
+/// Rules about a key and the endpoint it is sent to, shared by every host. `key` is `None` for
+/// keychain placeholders (their format was checked when stored).
+pub fn key_endpoint_rules(
+    key: Option<&str>,
+    key_var: Option<&str>,
+    key_source: &str,
+    base: Option<&str>,
+    base_source: &str,
+    model: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    let ep = base.map_or(Endpoint::Other, classify);
+    if let Some(k) = key {
+        let kind = key_kind(k);
+        let mut problems = Vec::new();
+        if k != k.trim() {
+            problems.push("leading or trailing whitespace");
+        }
+        if k.contains('\r') || k.contains('\n') {
+            problems.push("a line break");
+        }
+        if k.starts_with('"') || k.starts_with('\'') || k.ends_with('"') || k.ends_with('\'') {
+            problems.push("quotes");
+        }
+        if k.trim().to_ascii_lowercase().starts_with("bearer ") {
+            problems.push("a \"Bearer \" prefix");
+        }
+        if !k.is_ascii() {
+            problems.push("non-ASCII characters");
+        }
+        if k.trim().contains(' ') && !problems.contains(&"a \"Bearer \" prefix") {
+            problems.push("inner spaces");
+        }
+        if !problems.is_empty() {
+            out.push(finding(
+                "key-format",
+                Severity::Error,
+                format!(
+                    "the API key ({key_source}) contains {}: the server will reject it",
+                    problems.join(", ")
+                ),
+                format!("store the bare key only: qwen-env key set {}", key_var.unwrap_or("NAME")),
+                Some(key_source.to_string()),
+            ));
+        }
+        let class_msg = match (&ep, kind) {
+            (Endpoint::DashScope(_), KeyKind::Plan) => {
+                Some("a Coding/Token Plan key (sk-sp-) on a pay-as-you-go DashScope endpoint")
+            }
+            (
+                Endpoint::CodingPlan | Endpoint::TokenPlan,
+                KeyKind::DashScope | KeyKind::OpenRouter | KeyKind::OpenAi | KeyKind::Anthropic,
+            ) => Some("a key that is not a plan key (sk-sp-) on a Coding/Token Plan endpoint"),
+            (
+                Endpoint::DashScope(_),
+                KeyKind::OpenRouter | KeyKind::OpenAi | KeyKind::Anthropic,
+            ) => Some("a non-DashScope key on a DashScope endpoint"),
+            (
+                Endpoint::OpenRouter,
+                KeyKind::Plan | KeyKind::DashScope | KeyKind::OpenAi | KeyKind::Anthropic,
+            ) => Some("a non-OpenRouter key on openrouter.ai"),
+            _ => None,
+        };
+        if let Some(what) = class_msg {
+            let fix = match (&ep, kind) {
+                (Endpoint::DashScope(_), KeyKind::Plan) => "use the plan endpoint https://coding-intl.dashscope.aliyuncs.com/v1 (or coding.dashscope.aliyuncs.com for China; token-plan.*.maas.aliyuncs.com for Token Plan), or a pay-as-you-go sk- key".to_string(),
+                (Endpoint::CodingPlan | Endpoint::TokenPlan, KeyKind::DashScope) => "use https://dashscope-intl.aliyuncs.com/compatible-mode/v1 (or the region the key belongs to) for a pay-as-you-go key, or a plan key (sk-sp-)".to_string(),
+                (_, KeyKind::OpenRouter) => "set the base URL to https://openrouter.ai/api/v1".to_string(),
+                _ => format!("use the key issued for {}", base.unwrap_or("this endpoint")),
+            };
+            out.push(finding(
+                "key-endpoint-class-mismatch",
+                Severity::Error,
+                format!("{what}: expect 401 (key {key_source}, base URL {base_source})"),
+                fix,
+                Some(key_source.to_string()),
+            ));
+        }
+        if ep == Endpoint::OpenAi && !matches!(kind, KeyKind::OpenAi | KeyKind::Unknown) {
+            out.push(finding(
+                "base-url-default-openai",
+                Severity::Error,
+                format!("requests go to api.openai.com ({base_source}) but the key is not an OpenAI key"),
+                match kind {
+                    KeyKind::OpenRouter => "set the base URL to https://openrouter.ai/api/v1".into(),
+                    KeyKind::Plan => "set the base URL to https://coding-intl.dashscope.aliyuncs.com/v1".into(),
+                    _ => "set the base URL to https://dashscope-intl.aliyuncs.com/compatible-mode/v1 (or the key's region)".into(),
+                },
+                Some(base_source.to_string()),
+            ));
+        }
+        if kind == KeyKind::OpenRouter && ep != Endpoint::OpenRouter && ep != Endpoint::OpenAi {
+            out.push(finding(
+                "openrouter-base-url",
+                Severity::Error,
+                format!(
+                    "an OpenRouter key (sk-or-) is sent to {} ({base_source})",
+                    base.unwrap_or("the default endpoint")
+                ),
+                "set the base URL to https://openrouter.ai/api/v1".into(),
+                Some(base_source.to_string()),
+            ));
+        }
+    }
+    if ep == Endpoint::OpenRouter
+        && base.is_some_and(|b| b.trim_end_matches('/') != "https://openrouter.ai/api/v1")
+    {
+        out.push(finding(
+            "openrouter-base-url",
+            Severity::Error,
+            format!(
+                "OpenRouter base URL {} is not https://openrouter.ai/api/v1",
+                base.unwrap_or_default()
+            ),
+            "set the base URL to https://openrouter.ai/api/v1".into(),
+            Some(base_source.to_string()),
+        ));
+    }
+    if ep == Endpoint::OpenRouter
+        && let Some(m) = model
+        && !m.contains('/')
+    {
+        out.push(finding(
+            "openrouter-model-format",
+            Severity::Error,
+            format!("model \"{m}\" is not in OpenRouter's provider/model form"),
+            format!("use e.g. qwen/{m} (see https://openrouter.ai/models)"),
+            None,
+        ));
+    }
+}
+
+/// Near-miss and unread names (HOST_TOOLS.md 4.1 "Not read by Qwen Code", issue #822).
+const UNREAD: &[(&str, &str)] = &[
+    ("OPENAI_API_BASE", "OPENAI_BASE_URL"),
+    ("OPENAI_BASEURL", "OPENAI_BASE_URL"),
+    ("OPENAI_BASE", "OPENAI_BASE_URL"),
+    ("OPENAI_API_URL", "OPENAI_BASE_URL"),
+    ("OPENAI_URL", "OPENAI_BASE_URL"),
+    ("OPENAI_KEY", "OPENAI_API_KEY"),
+    ("QWEN_BASE_URL", "OPENAI_BASE_URL"),
+    ("QWEN_API_BASE", "OPENAI_BASE_URL"),
+    ("DASHSCOPE_BASE_URL", "OPENAI_BASE_URL"),
+    ("BAILIAN_BASE_URL", "OPENAI_BASE_URL"),
+    ("QWEN_API_KEY", "an envKey in modelProviders, or OPENAI_API_KEY"),
+    ("OPEN_ROUTER_API_KEY", "OPENROUTER_API_KEY"),
+];
+
+/// An `envKey` that is not a variable name (a key pasted in its place).
+fn envkey_is_secret(k: &str) -> bool {
+    mask::looks_like_key(k) || k.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+}
+
+fn settings_loc(o: &Outcome, path: &[&str]) -> Option<(String, Scope)> {
+    o.layers.iter().rev().find_map(|l| l.node.path(path).map(|n| (n.loc.to_string(), l.scope)))
+}
+
+/// The Qwen Code rules. `key_plain` is false when the key is a keychain placeholder.
+pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>) {
+    // unresolved-var-reference
+    for u in &o.unresolved {
+        let used =
+            u.path.contains("apiKey") || u.path.contains("baseUrl") || u.path.starts_with("env.");
+        out.push(finding(
+            "unresolved-var-reference",
+            if used { Severity::Error } else { Severity::Warning },
+            format!("${} in {} is not defined anywhere: Qwen Code sends the text \"${}\" literally", u.var, u.path, u.var),
+            format!("define {} (qwen-env key set {} for a secret, or export it), or replace the reference in {}", u.var, u.var, u.loc),
+            Some(u.loc.to_string()),
+        ));
+    }
+    if o.untrusted_workspace {
+        out.push(finding(
+            "workspace-untrusted",
+            Severity::Info,
+            "folder trust is on and this folder is not trusted: the workspace settings and project .env are ignored".into(),
+            format!("trust the folder in Qwen Code, or add \"{}\": \"TRUST_FOLDER\" to trustedFolders.json", src.cwd.display()),
+            None,
+        ));
+    }
+    let key_source = o.fields[3].source.clone().unwrap_or_default();
+    let base_source = o.fields[2].source.clone().unwrap_or_default();
+    if let Some(base) = &o.base_url {
+        base_url_rules(base, &base_source, out);
+    }
+    let key_value = o.key.as_ref().map(|(v, _)| v.as_str());
+    if o.auth.is_some() && !matches!(o.auth, Some(AuthType::QwenOauth)) {
+        key_endpoint_rules(
+            key_value.filter(|_| key_plain),
+            o.key_var.as_deref(),
+            &key_source,
+            o.base_url.as_deref(),
+            &base_source,
+            o.model.as_deref(),
+            out,
+        );
+    }
+    // Coding vs Token Plan by envKey name (issue #3704).
+    if let (Some(p), Some(base)) = (&o.provider, &o.base_url) {
+        let ep = classify(base);
+        let mismatch = match (p.env_key.as_deref(), &ep) {
+            (Some("BAILIAN_TOKEN_PLAN_API_KEY"), Endpoint::CodingPlan) => {
+                Some("Token Plan key variable on a Coding Plan endpoint")
+            }
+            (Some("BAILIAN_CODING_PLAN_API_KEY"), Endpoint::TokenPlan) => {
+                Some("Coding Plan key variable on a Token Plan endpoint")
+            }
+            _ => None,
+        };
+        if let Some(m) = mismatch {
+            out.push(finding(
+                "key-endpoint-class-mismatch",
+                Severity::Warning,
+                format!(
+                    "{m} ({}): Coding Plan and Token Plan keys are not interchangeable",
+                    p.path()
+                ),
+                format!(
+                    "point {}.baseUrl at the endpoint of the plan the key belongs to",
+                    p.path()
+                ),
+                Some(p.node.loc.to_string()),
+            ));
+        }
+    }
+
+    // Key missing, envKey unset, local server.
+    if let Some(t) = o.auth
+        && t != AuthType::QwenOauth
+    {
+        // An envKey that holds a key is reported by envkey-holds-secret and never echoed.
+        let ek =
+            o.provider.as_ref().and_then(|p| p.env_key.clone()).filter(|k| !envkey_is_secret(k));
+        let ek_set = ek.as_deref().is_some_and(|k| o.env.nonempty(k).is_some());
+        if let (Some(p), Some(k)) = (&o.provider, &ek)
+            && !ek_set
+        {
+            let fallback = o.key.is_some();
+            out.push(finding(
+                "envkey-unset",
+                if fallback { Severity::Warning } else { Severity::Error },
+                if fallback {
+                    format!("{}.envKey names {k}, which no source sets; the key falls back to {key_source}", p.path())
+                } else {
+                    format!("{}.envKey names {k}, which no source sets (environment, .env files, settings env, keychain)", p.path())
+                },
+                format!("qwen-env key set {k}"),
+                Some(p.node.get("envKey").map_or_else(|| p.node.loc.to_string(), |n| n.loc.to_string())),
+            ));
+        }
+        if o.key.is_none() {
+            let local = o.base_url.as_deref().is_some_and(|b| classify(b) == Endpoint::Local);
+            if local {
+                let var = ek.clone().unwrap_or_else(|| t.key_var().to_string());
+                out.push(finding(
+                    "local-server-needs-key",
+                    Severity::Error,
+                    format!("the base URL is a local server and no API key is set: the SDK still needs a non-empty key ({var})"),
+                    format!("set any placeholder, e.g. {var}=local in .env (or qwen-env key set {var})"),
+                    Some(var),
+                ));
+            } else if ek.is_none() || ek_set {
+                let var = ek.unwrap_or_else(|| t.key_var().to_string());
+                out.push(finding(
+                    "key-missing",
+                    Severity::Error,
+                    if o.provider.is_some() {
+                        format!("Missing API key for {} auth: the '{var}' environment variable is not set", t.as_str())
+                    } else {
+                        format!("Missing API key for {} auth: no --openai-api-key, {var} or security.auth.apiKey", t.as_str())
+                    },
+                    format!("qwen-env key set {var}"),
+                    Some(var),
+                ));
+            }
+        }
+    }
+
+    // envkey-holds-secret, for every entry.
+    for e in &o.entries {
+        if let Some(k) = &e.env_key
+            && envkey_is_secret(k)
+        {
+            let loc =
+                e.node.get("envKey").map_or_else(|| e.node.loc.to_string(), |n| n.loc.to_string());
+            out.push(finding(
+                "envkey-holds-secret",
+                Severity::Error,
+                format!("{}.envKey holds a value, not a variable name: envKey must name the variable that carries the key", e.path()),
+                format!("set \"envKey\": \"DASHSCOPE_API_KEY\" (or another name) in {} and store the key with qwen-env key set DASHSCOPE_API_KEY", e.node.loc.file),
+                Some(loc),
+            ));
+        }
+    }
+
+    // model-not-in-providers: model.name names no entry although providers exist for T.
+    if o.model_from_settings
+        && o.provider.is_none()
+        && let (Some(t), Some(m)) = (o.auth, &o.model_id)
+        && o.entries.iter().any(|e| e.protocol == t)
+    {
+        let ids: Vec<&str> =
+            o.entries.iter().filter(|e| e.protocol == t).map(|e| e.id.as_str()).collect();
+        let loc = settings_loc(o, &["model", "name"]).map(|(l, _)| l);
+        out.push(finding(
+            "model-not-in-providers",
+            Severity::Warning,
+            format!("model.name \"{m}\" matches no modelProviders.{} entry: a runtime model is built from env and flags instead (entries: {})", t.as_str(), ids.join(", ")),
+            format!("set \"model\": {{\"name\": \"{}\"}} or add an entry with \"id\": \"{m}\"", ids[0]),
+            loc,
+        ));
+    }
+
+    workspace_shadow(o, out);
+
+    // generation-config-replaced
+    if let Some(p) = &o.provider
+        && let Some(gc) = o.merged.path(&["model", "generationConfig"]).and_then(Node::as_object)
+        && !gc.is_empty()
+    {
+        let own = p.node.get("generationConfig");
+        let fields: Vec<&str> = gc
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| own.and_then(|g| g.get(k)).is_none())
+            .collect();
+        if !fields.is_empty() {
+            out.push(finding(
+                "generation-config-replaced",
+                Severity::Warning,
+                format!(
+                    "model.generationConfig.{{{}}} is ignored for provider model \"{}\" from {}",
+                    fields.join(", "),
+                    p.id,
+                    p.path()
+                ),
+                format!("move these fields to {}.generationConfig", p.path()),
+                o.merged.path(&["model", "generationConfig"]).map(|n| n.loc.to_string()),
+            ));
+        }
+    }
+
+    // selected-type-mismatch: settings pick one protocol while the env triple means another.
+    if let Some((loc, _)) = settings_loc(o, &["security", "auth", "selectedType"])
+        && o.flags.auth_type.is_none()
+        && let Some(t) = o.auth
+    {
+        let e = |k: &str| o.env.nonempty(k).is_some();
+        let env_t = if e("OPENAI_API_KEY")
+            && (e("OPENAI_MODEL") || e("QWEN_MODEL"))
+            && e("OPENAI_BASE_URL")
+        {
+            Some(AuthType::Openai)
+        } else if e("ANTHROPIC_API_KEY") && e("ANTHROPIC_MODEL") && e("ANTHROPIC_BASE_URL") {
+            Some(AuthType::Anthropic)
+        } else if e("GEMINI_API_KEY") && e("GEMINI_MODEL") {
+            Some(AuthType::Gemini)
+        } else {
+            None
+        };
+        if let Some(et) = env_t
+            && et != t
+        {
+            out.push(finding(
+                "selected-type-mismatch",
+                Severity::Warning,
+                format!("security.auth.selectedType is \"{}\" but the environment holds a complete {} triple, which is ignored", t.as_str(), et.as_str()),
+                format!("set \"selectedType\": \"{}\" at {loc}, or pass --auth-type {}", et.as_str(), et.as_str()),
+                Some(loc),
+            ));
+        }
+    }
+
+    env_rules(o, out);
+    plaintext_rules(o, src, out);
+}
+
+fn workspace_shadow(o: &Outcome, out: &mut Vec<Finding>) {
+    let Some(ws) = o.layers.iter().find(|l| l.scope == Scope::Workspace) else { return };
+    let Some(ws_mp) = ws.node.get("modelProviders").and_then(Node::as_object) else { return };
+    for l in o.layers.iter().filter(|l| l.scope < Scope::Workspace) {
+        let Some(mp) = l.node.get("modelProviders") else { continue };
+        for (pid, ws_arr) in ws_mp {
+            let Some(lower) = mp.get(pid).and_then(Node::as_array) else { continue };
+            let ids = |a: &[Node]| -> Vec<String> {
+                a.iter()
+                    .filter_map(|n| n.get("id").and_then(Node::as_str).map(str::to_string))
+                    .collect()
+            };
+            let ws_ids = ids(ws_arr.as_array().unwrap_or(&[]));
+            let vanished: Vec<String> =
+                ids(lower).into_iter().filter(|i| !ws_ids.contains(i)).collect();
+            if vanished.is_empty() {
+                continue;
+            }
+            let selected = o.model_id.as_ref().is_some_and(|m| vanished.contains(m));
+            out.push(finding(
+                "workspace-shadows-providers",
+                if selected { Severity::Error } else { Severity::Warning },
+                format!(
+                    "workspace modelProviders.{pid} replaces the {} list: {} vanish{}",
+                    l.scope.name(),
+                    vanished.join(", "),
+                    if selected { " (including the selected model)" } else { "" }
+                ),
+                format!("copy the entries for {} into {} modelProviders.{pid}, or remove modelProviders.{pid} there", vanished.join(", "), ws.file.label),
+                Some(ws_arr.loc.to_string()),
+            ));
+        }
+    }
+}
+
+fn env_rules(o: &Outcome, out: &mut Vec<Finding>) {
+    let sensitive = |name: &str| mask::is_secret_name(name);
+    for name in &o.read_vars {
+        let cands = o.env.cands(name);
+        // empty-env-var: exported empty (counts as unset).
+        if cands.iter().any(|c| c.origin == Origin::Process && c.value.is_empty()) {
+            let filled = o.env.nonempty(name).is_some();
+            out.push(finding(
+                "empty-env-var",
+                if filled { Severity::Info } else { Severity::Warning },
+                format!(
+                    "{name} is exported as an empty string, which Qwen Code treats as unset{}",
+                    if filled { "; a lower source fills it" } else { "" }
+                ),
+                format!("unset {name} in your shell (remove the empty export)"),
+                Some(name.clone()),
+            ));
+        }
+        // stale-env-shadows: several different non-empty values.
+        let nonempty: Vec<_> = cands.iter().filter(|c| !c.value.is_empty()).collect();
+        if nonempty.len() >= 2 && nonempty.iter().any(|c| c.value != nonempty[0].value) {
+            let show = |c: &crate::envfiles::Cand| -> String {
+                match &c.origin {
+                    Origin::Keychain(_) => c.source(name),
+                    _ if sensitive(name) => {
+                        format!("{} ({})", c.source(name), mask::fingerprint(&c.value))
+                    }
+                    _ => format!("{} ({})", c.source(name), c.value),
+                }
+            };
+            let losers: Vec<String> = nonempty[1..]
+                .iter()
+                .filter(|c| c.value != nonempty[0].value)
+                .map(|c| show(c))
+                .collect();
+            let keychain_wins = matches!(nonempty[0].origin, Origin::Keychain(_));
+            out.push(finding(
+                "stale-env-shadows",
+                if keychain_wins { Severity::Info } else { Severity::Warning },
+                format!("{name} is defined with different values; {} wins over {}", show(nonempty[0]), losers.join(", ")),
+                if matches!(nonempty[0].origin, Origin::Process) {
+                    format!("unset {name} in your shell (or update it) so the intended value applies; remove the others")
+                } else {
+                    format!("keep one definition of {name} and remove the others")
+                },
+                Some(nonempty[0].location(name)),
+            ));
+        }
+    }
+    // unread-variable: names Qwen Code never reads, unless an envKey points at them.
+    let env_keys: Vec<&str> = o.entries.iter().filter_map(|e| e.env_key.as_deref()).collect();
+    for (name, instead) in UNREAD {
+        if env_keys.contains(name) {
+            continue;
+        }
+        if let Some(c) = o.env.cands(name).iter().find(|c| !c.value.is_empty()) {
+            out.push(finding(
+                "unread-variable",
+                Severity::Warning,
+                format!("{name} is set ({}) but Qwen Code never reads it", c.source(name)),
+                format!("rename {name} to {instead} in {}", c.location(name)),
+                Some(c.location(name)),
+            ));
+        }
+    }
+    // DASHSCOPE_API_KEY set while the key comes from elsewhere (issue #119).
+    if !env_keys.contains(&"DASHSCOPE_API_KEY")
+        && let Some(c) = o.env.cands("DASHSCOPE_API_KEY").iter().find(|c| !c.value.is_empty())
+        && o.auth.is_some()
+    {
+        out.push(finding(
+            "unread-variable",
+            Severity::Warning,
+            format!("DASHSCOPE_API_KEY is set ({}) but no modelProviders envKey names it: Qwen Code uses {} instead", c.source("DASHSCOPE_API_KEY"), o.fields[3].source.as_deref().unwrap_or("no key")),
+            "add \"envKey\": \"DASHSCOPE_API_KEY\" to the modelProviders entry of your DashScope model".into(),
+            Some(c.location("DASHSCOPE_API_KEY")),
+        ));
+    }
+    // openai-org-header
+    for name in ["OPENAI_ORG_ID", "OPENAI_PROJECT_ID"] {
+        if o.env.nonempty(name).is_some()
+            && o.base_url.as_deref().is_some_and(|b| classify(b) != Endpoint::OpenAi)
+        {
+            out.push(finding(
+                "openai-org-header",
+                Severity::Warning,
+                format!(
+                    "{name} is set: the OpenAI SDK sends it as a header to {}",
+                    o.base_url.as_deref().unwrap_or_default()
+                ),
+                format!("unset {name} (qwen-env run --bare removes it)"),
+                Some(name.to_string()),
+            ));
+        }
+    }
+}
+
+fn plaintext_rules(o: &Outcome, src: &Sources, out: &mut Vec<Finding>) {
+    let mut files_with_secrets: Vec<(String, Option<u32>)> = Vec::new();
+    // Settings: env block and security.auth.apiKey.
+    for l in &o.layers {
+        let Ok(raw) = &l.file.parsed else { continue };
+        let mut hits: Vec<(String, String)> = Vec::new();
+        if let Some(env) = raw.get("env").and_then(Node::as_object) {
+            for (k, v) in env {
+                if let Some(s) = v.as_str()
+                    && !s.contains('$')
+                    && (mask::is_secret_name(k) && s.len() >= 8 || mask::looks_like_key(s))
+                {
+                    hits.push((format!("env.{k}"), v.loc.to_string()));
+                }
+            }
+        }
+        if let Some(v) = raw.path(&["security", "auth", "apiKey"])
+            && let Some(s) = v.as_str()
+            && !s.contains('$')
+            && !s.is_empty()
+        {
+            hits.push(("security.auth.apiKey".into(), v.loc.to_string()));
+        }
+        for (path, loc) in &hits {
+            let name = path.strip_prefix("env.").unwrap_or("OPENAI_API_KEY");
+            out.push(finding(
+                "plaintext-secret",
+                Severity::Warning,
+                format!("a literal key in {path} ({} settings)", l.scope.name()),
+                format!("qwen-env key set {name}, then remove {path} from {}", l.file.label),
+                Some(loc.clone()),
+            ));
+        }
+        if !hits.is_empty() {
+            files_with_secrets.push((l.file.label.to_string(), l.file.mode));
+        }
+    }
+    let env_files = src.qwen.project_env.iter().chain(src.qwen.home_envs.iter());
+    for f in env_files {
+        let mut any = false;
+        for e in &f.entries {
+            if (mask::is_secret_name(&e.key) && e.value.len() >= 8)
+                || mask::looks_like_key(&e.value)
+            {
+                any = true;
+                out.push(finding(
+                    "plaintext-secret",
+                    Severity::Warning,
+                    format!("a literal key {} in {}", e.key, f.label),
+                    format!(
+                        "qwen-env key set {}, then delete line {} of {}",
+                        e.key, e.line, f.label
+                    ),
+                    Some(format!("{}:{}", f.label, e.line)),
+                ));
+            }
+        }
+        if any {
+            files_with_secrets.push((f.label.to_string(), f.mode));
+        }
+    }
+    permission_rules(&files_with_secrets, out);
+}
+
+/// `secret-file-permissions` for files that hold a secret.
+pub fn permission_rules(files: &[(String, Option<u32>)], out: &mut Vec<Finding>) {
+    for (label, mode) in files {
+        if let Some(m) = mode
+            && m & 0o077 != 0
+        {
+            out.push(finding(
+                "secret-file-permissions",
+                Severity::Warning,
+                format!("{label} holds a secret and is readable by group or others (mode {m:o})"),
+                format!("chmod 600 {label}"),
+                Some(label.clone()),
+            ));
+        }
+    }
+}
+
+/// Most severe first (stable), silenced codes dropped, exact duplicates removed.
+pub fn finish(mut f: Vec<Finding>, silence: &[String]) -> Vec<Finding> {
+    f.retain(|x| !silence.contains(&x.code));
+    let mut seen = Vec::new();
+    f.retain(|x| {
+        let k = (x.code.clone(), x.message.clone());
+        if seen.contains(&k) {
+            false
+        } else {
+            seen.push(k);
+            true
+        }
+    });
+    f.sort_by_key(|x| x.severity);
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_and_keys() {
+        assert_eq!(
+            classify("https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+            Endpoint::DashScope("ap-southeast-1 (Singapore)")
+        );
+        assert_eq!(classify("https://coding-intl.dashscope.aliyuncs.com/v1"), Endpoint::CodingPlan);
+        assert_eq!(
+            classify("https://token-plan.cn-beijing.maas.aliyuncs.com/compatible-mode/v1"),
+            Endpoint::TokenPlan
+        );
+        assert_eq!(classify("http://127.0.0.1:8080/v1"), Endpoint::Local);
+        assert_eq!(classify("http://[::1]:8080/v1"), Endpoint::Local);
+        assert_eq!(host_of("https://user:pw@Example.COM:443/x"), Some("example.com".into()));
+        assert_eq!(key_kind("sk-sp-abc"), KeyKind::Plan);
+        assert_eq!(key_kind("sk-0123456789abcdef0123456789abcdef"), KeyKind::DashScope);
+        assert_eq!(key_kind("sk-or-v1-xyz"), KeyKind::OpenRouter);
+        assert_eq!(key_kind("sk-proj-xyz"), KeyKind::OpenAi);
+    }
+
+    #[test]
+    fn suffix_rule() {
+        let mut f = Vec::new();
+        base_url_rules("https://x/v1/chat/completions", "s", &mut f);
+        assert_eq!(f[0].code, "base-url-path-suffix");
+        assert!(f[0].fix.contains("https://x/v1 "));
+        let mut f = Vec::new();
+        base_url_rules("https://x/v1/", "s", &mut f);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn key_format_rule_never_leaks() {
+        let mut f = Vec::new();
+        key_endpoint_rules(
+            Some("Bearer sk-secretvalue123"),
+            Some("K"),
+            "env K",
+            Some("https://x/v1"),
+            "b",
+            None,
+            &mut f,
+        );
+        assert_eq!(f[0].code, "key-format");
+        assert!(!format!("{f:?}").contains("secretvalue"));
+    }
+
+    #[test]
+    fn finish_sorts_and_silences() {
+        let mk = |c: &str, s| finding(c, s, c.into(), String::new(), None);
+        let f = finish(
+            vec![
+                mk("a", Severity::Info),
+                mk("b", Severity::Error),
+                mk("c", Severity::Warning),
+                mk("d", Severity::Error),
+            ],
+            &["d".to_string()],
+        );
+        let codes: Vec<&str> = f.iter().map(|x| x.code.as_str()).collect();
+        assert_eq!(codes, ["b", "c", "a"]);
+    }
+}

@@ -1,0 +1,807 @@
+//! Realistic trees in temporary directories, end to end through `SourceCache::load` and
+//! `resolve`: one test per step of HOST_TOOLS.md's algorithms and per rule.
+
+#![allow(clippy::many_single_char_names)] // t (tree), p (project), c (caller), r (result)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use qwen_env_proto::{CallerContext, Resolution, Severity};
+
+use crate::mask;
+use crate::{Config, KeyMeta, KeychainView, Params, Plan, SourceCache, resolve};
+
+const DS_KEY: &str = "sk-0123456789abcdef0123456789abcdef";
+const DS_KEY2: &str = "sk-fedcba9876543210fedcba9876543210";
+const INTL: &str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
+
+struct Tree {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    etc: PathBuf,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let home = root.join("home");
+        let etc = root.join("etc");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        Tree { _dir: dir, home, etc }
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.home.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        p
+    }
+
+    fn dir(&self, rel: &str) -> PathBuf {
+        let p = self.home.join(rel);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn caller(&self, cwd: &Path, argv: &[&str], env: &[(&str, &str)]) -> CallerContext {
+        let mut e: Vec<(String, String)> = vec![
+            ("HOME".into(), self.home.display().to_string()),
+            (
+                "QWEN_CODE_SYSTEM_SETTINGS_PATH".into(),
+                self.etc.join("settings.json").display().to_string(),
+            ),
+        ];
+        e.extend(env.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+        CallerContext {
+            cwd: cwd.display().to_string(),
+            argv: argv.iter().map(|s| (*s).to_string()).collect(),
+            env: e,
+        }
+    }
+}
+
+fn kc(entries: &[(&str, &str)]) -> KeychainView {
+    let mut m = BTreeMap::new();
+    for (name, secret) in entries {
+        m.insert(
+            (*name).to_string(),
+            KeyMeta {
+                fingerprint: mask::fingerprint(secret),
+                masked: mask::masked(secret),
+                created: 1_000,
+            },
+        );
+    }
+    KeychainView { entries: m }
+}
+
+struct Run<'a> {
+    as_is: bool,
+    bare: bool,
+    with: &'a [String],
+    profile: Option<&'a str>,
+    variables: &'a [String],
+    keychain: KeychainView,
+    config: Config,
+}
+
+impl Default for Run<'_> {
+    fn default() -> Self {
+        Run {
+            as_is: true,
+            bare: false,
+            with: &[],
+            profile: None,
+            variables: &[],
+            keychain: KeychainView::default(),
+            config: Config::default(),
+        }
+    }
+}
+
+fn go(t: &Tree, caller: &CallerContext, r: &Run<'_>) -> (Resolution, Plan) {
+    let src = SourceCache::default().load(caller, &t.home);
+    let p = Params {
+        caller,
+        home: &t.home,
+        as_is: r.as_is,
+        bare: r.bare,
+        with: r.with,
+        profile: r.profile,
+        variables: r.variables,
+        keychain: &r.keychain,
+        config: &r.config,
+        now: 2_000,
+    };
+    let out = resolve(&src, &p);
+    // Secrets never appear anywhere in the output.
+    let dump = format!("{:?} {:?}", out.0, out.1);
+    for s in [DS_KEY, DS_KEY2, "sk-sp-planplanplanplan1234", "sk-or-v1-routerrouter9876"] {
+        assert!(!dump.contains(s), "secret leaked: {dump}");
+    }
+    out
+}
+
+fn codes(r: &Resolution) -> Vec<&str> {
+    r.findings.iter().map(|f| f.code.as_str()).collect()
+}
+
+fn serious(r: &Resolution) -> Vec<String> {
+    r.findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .map(|f| format!("{}: {}", f.code, f.message))
+        .collect()
+}
+
+fn provider_settings(model: &str, env_key: &str, base: &str) -> String {
+    format!(
+        r#"{{
+  // written by /auth
+  "security": {{ "auth": {{ "selectedType": "openai" }} }},
+  "model": {{ "name": "{model}" }},
+  "modelProviders": {{
+    "openai": [
+      {{ "id": "{model}", "envKey": "{env_key}", "baseUrl": "{base}" }}
+    ]
+  }}
+}}"#
+    )
+}
+
+#[test]
+fn clean_keychain_config_is_quiet_and_injects_only_the_used_key() {
+    let t = Tree::new();
+    t.write(
+        ".qwen/settings.json",
+        &provider_settings("qwen3-coder-plus", "DASHSCOPE_API_KEY", INTL),
+    );
+    let proj = t.dir("work/proj");
+    let c = t.caller(&proj, &["qwen", "-p", "hi"], &[]);
+    let keychain =
+        kc(&[("DASHSCOPE_API_KEY", DS_KEY), ("OPENROUTER_API_KEY", "sk-or-v1-routerrouter9876")]);
+    let (r, plan) = go(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
+    assert!(serious(&r).is_empty(), "{:?}", r.findings);
+    assert_eq!(r.tool, "qwen-code");
+    assert_eq!(r.auth_type.value.as_deref(), Some("openai"));
+    assert_eq!(r.model.value.as_deref(), Some("qwen3-coder-plus"));
+    assert_eq!(r.base_url.value.as_deref(), Some(INTL));
+    assert!(r.base_url.source.as_deref().unwrap().ends_with("modelProviders.openai[0].baseUrl"));
+    assert!(r.base_url.source.as_deref().unwrap().contains("settings.json:7:"));
+    assert_eq!(r.api_key.source.as_deref(), Some("keychain DASHSCOPE_API_KEY"));
+    assert_eq!(r.api_key.fingerprint.as_deref(), Some(mask::fingerprint(DS_KEY).as_str()));
+    assert_eq!(r.api_key.value.as_deref(), Some("sk-…cdef"));
+    assert_eq!(r.api_key.variable.as_deref(), Some("DASHSCOPE_API_KEY"));
+    assert_eq!(
+        plan.inject_as,
+        vec![("DASHSCOPE_API_KEY".to_string(), "DASHSCOPE_API_KEY".to_string())]
+    );
+    assert!(plan.extra_args.is_empty());
+
+    // As is: nothing sets DASHSCOPE_API_KEY.
+    let (r, plan) = go(&t, &c, &Run::default());
+    assert!(plan.inject_as.is_empty());
+    assert_eq!(r.api_key.value, None);
+    assert!(codes(&r).contains(&"envkey-unset"), "{:?}", codes(&r));
+    assert_eq!(r.findings[0].severity, Severity::Error);
+}
+
+#[test]
+fn stale_export_is_replaced_and_reported() {
+    let t = Tree::new();
+    t.write(".qwen/settings.json", &provider_settings("m", "DASHSCOPE_API_KEY", INTL));
+    let proj = t.dir("p");
+    let c = t.caller(&proj, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY2)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.source.as_deref(), Some("env DASHSCOPE_API_KEY"));
+    assert_eq!(r.api_key.fingerprint.as_deref(), Some(mask::fingerprint(DS_KEY2).as_str()));
+    let keychain = kc(&[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let (r, plan) = go(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!(r.api_key.source.as_deref(), Some("keychain DASHSCOPE_API_KEY"));
+    assert_eq!(r.api_key.shadowed[0].source, "env DASHSCOPE_API_KEY");
+    assert_eq!(
+        r.api_key.shadowed[0].fingerprint.as_deref(),
+        Some(mask::fingerprint(DS_KEY2).as_str())
+    );
+    assert!(codes(&r).contains(&"stale-env-shadows"));
+    assert!(
+        plan.notes[0].contains(&mask::fingerprint(DS_KEY2))
+            && plan.notes[0].contains(&mask::fingerprint(DS_KEY))
+    );
+}
+
+#[test]
+fn env_walk_up_and_overlay_order() {
+    let t = Tree::new();
+    // Project: .qwen/.env wins and the sibling .env is not read at all.
+    t.write("proj/.qwen/.env", "OPENAI_API_KEY=sk-proj-qwendir-key-000000\n");
+    t.write("proj/.env", "OPENAI_BASE_URL=http://ignored\nOPENAI_MODEL=ignored\n");
+    t.write(
+        ".qwen/.env",
+        "OPENAI_BASE_URL=https://example.com/v1\nOPENAI_API_KEY=sk-proj-home-loses-11111\n",
+    );
+    t.write(".env", "OPENAI_MODEL=home-model\nOPENAI_BASE_URL=https://loses.example/v1\n");
+    let sub = t.dir("proj/a/b");
+    let c = t.caller(&sub, &["qwen"], &[]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.auth_type.value.as_deref(), Some("openai"));
+    assert!(r.auth_type.source.as_deref().unwrap().starts_with("inferred from env"));
+    assert!(r.api_key.source.as_deref().unwrap().ends_with("proj/.qwen/.env:1 OPENAI_API_KEY"));
+    assert_eq!(r.base_url.value.as_deref(), Some("https://example.com/v1"));
+    assert!(r.base_url.source.as_deref().unwrap().ends_with(".qwen/.env:1 OPENAI_BASE_URL"));
+    assert_eq!(r.base_url.shadowed[0].value.as_deref(), Some("https://loses.example/v1"));
+    assert_eq!(r.model.value.as_deref(), Some("home-model"));
+    assert!(codes(&r).contains(&"stale-env-shadows"));
+    // An exported empty string counts as unset: the file fills it.
+    let c = t.caller(&sub, &["qwen"], &[("OPENAI_MODEL", "")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.model.value.as_deref(), Some("home-model"));
+    assert!(codes(&r).contains(&"empty-env-var"));
+    // An exported value beats every file.
+    let c = t.caller(&sub, &["qwen"], &[("OPENAI_MODEL", "exported")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.model.value.as_deref(), Some("exported"));
+}
+
+#[test]
+fn walk_up_stops_at_home_and_cwd_home_skips_workspace() {
+    let t = Tree::new();
+    t.write(
+        ".qwen/settings.json",
+        r#"{"model": {"name": "user"}, "security": {"auth": {"selectedType": "openai"}}}"#,
+    );
+    t.write(
+        ".env",
+        "OPENAI_API_KEY=sk-proj-homehomehome0000\nOPENAI_BASE_URL=https://h.example/v1\n",
+    );
+    let c = t.caller(&t.home, &["qwen"], &[]);
+    let (r, _) = go(&t, &c, &Run::default());
+    // cwd == home: ~/.qwen/settings.json is only the user layer; ~/.env is a home file.
+    assert_eq!(r.model.value.as_deref(), Some("user"));
+    assert!(r.api_key.source.as_deref().unwrap().contains("/home/.env:1"));
+}
+
+#[test]
+fn settings_env_is_lowest_and_model_precedence() {
+    let t = Tree::new();
+    t.write(
+        ".qwen/settings.json",
+        r#"{"env": {"OPENAI_BASE_URL": "https://settings.example/v1", "OPENAI_MODEL": "from-settings-env"},
+            "security": {"auth": {"selectedType": "openai"}}}"#,
+    );
+    t.write("p/.env", "OPENAI_BASE_URL=https://dotenv.example/v1\n");
+    let p = t.dir("p");
+    let c = t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "sk-proj-exported-000000")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.base_url.value.as_deref(), Some("https://dotenv.example/v1"));
+    assert!(r.base_url.shadowed.iter().any(|s| s.source.ends_with("env.OPENAI_BASE_URL")));
+    assert_eq!(r.model.value.as_deref(), Some("from-settings-env"));
+    // model.name beats OPENAI_MODEL; --model beats both.
+    t.write(
+        ".qwen/settings.json",
+        r#"{"model": {"name": "settings-model"}, "security": {"auth": {"selectedType": "openai"}}}"#,
+    );
+    let c = t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "k"), ("OPENAI_MODEL", "env-model")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.model.value.as_deref(), Some("settings-model"));
+    assert_eq!(r.model.shadowed[0].value.as_deref(), Some("env-model"));
+    let c = t.caller(
+        &p,
+        &["qwen", "--model=flag-model"],
+        &[("OPENAI_API_KEY", "k"), ("OPENAI_MODEL", "env-model")],
+    );
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.model.value.as_deref(), Some("flag-model"));
+    assert_eq!(r.model.source.as_deref(), Some("flag --model"));
+}
+
+#[test]
+fn key_and_base_precedence_with_provider() {
+    let t = Tree::new();
+    t.write(
+        ".qwen/settings.json",
+        &format!(
+            r#"{{"security": {{"auth": {{"selectedType": "openai", "apiKey": "sk-proj-settings-key-0000"}}}},
+                "model": {{"name": "m"}},
+                "modelProviders": {{"openai": [{{"id": "m", "envKey": "MY_KEY", "baseUrl": "{INTL}"}}]}}}}"#
+        ),
+    );
+    let p = t.dir("p");
+    let env = [
+        ("MY_KEY", DS_KEY),
+        ("OPENAI_API_KEY", DS_KEY2),
+        ("OPENAI_BASE_URL", "https://env.example/v1"),
+    ];
+    let c = t.caller(&p, &["qwen", "--openai-base-url", "https://flag.example/v1"], &env);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.source.as_deref(), Some("env MY_KEY"));
+    assert_eq!(r.base_url.value.as_deref(), Some(INTL), "provider baseUrl beats flag and env");
+    let srcs: Vec<&str> = r.base_url.shadowed.iter().map(|s| s.source.as_str()).collect();
+    assert_eq!(srcs, ["flag --openai-base-url", "env OPENAI_BASE_URL"]);
+    // Whitespace envKey value is used (not trimmed) and flagged.
+    let env = [("MY_KEY", "  "), ("OPENAI_API_KEY", DS_KEY2)];
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &env), &Run::default());
+    assert_eq!(r.api_key.source.as_deref(), Some("env MY_KEY"));
+    assert!(codes(&r).contains(&"key-format"));
+    // envKey unset → OPENAI_API_KEY; then settings apiKey.
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", DS_KEY2)]), &Run::default());
+    assert_eq!(r.api_key.source.as_deref(), Some("env OPENAI_API_KEY"));
+    assert!(codes(&r).contains(&"envkey-unset"));
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[]), &Run::default());
+    assert!(r.api_key.source.as_deref().unwrap().ends_with("security.auth.apiKey"));
+    assert!(codes(&r).contains(&"plaintext-secret"));
+}
+
+#[test]
+fn workspace_replaces_provider_list() {
+    let t = Tree::new();
+    t.write(
+        ".qwen/settings.json",
+        &format!(
+            r#"{{"security": {{"auth": {{"selectedType": "openai"}}}}, "model": {{"name": "user-model"}},
+                "modelProviders": {{"openai": [{{"id": "user-model", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}"}}]}}}}"#
+        ),
+    );
+    t.write("p/.qwen/settings.json", r#"{"modelProviders": {"openai": [{"id": "ws-model", "envKey": "X_KEY", "baseUrl": "https://x.example/v1"}]}}"#);
+    let p = t.dir("p");
+    let c = t.caller(&p, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    let cs = codes(&r);
+    assert!(cs.contains(&"workspace-shadows-providers"), "{cs:?}");
+    assert!(cs.contains(&"model-not-in-providers"), "{cs:?}");
+    // user-model became a runtime model: key from OPENAI_API_KEY (unset), default base.
+    assert_eq!(r.base_url.value.as_deref(), Some("https://api.openai.com/v1"));
+    assert!(cs.contains(&"key-missing"));
+    assert!(cs.contains(&"unread-variable"), "DASHSCOPE_API_KEY is not read: {cs:?}");
+}
+
+#[test]
+fn unknown_protocol_and_mapping() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let body = |mapping: &str| {
+        format!(
+            r#"{{"security": {{"auth": {{"selectedType": "openai"}}}}, "model": {{"name": "m"}}, {mapping}
+                "modelProviders": {{"dashscope": [{{"id": "m", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}"}}]}}}}"#
+        )
+    };
+    t.write(".qwen/settings.json", &body(""));
+    let c = t.caller(&p, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(codes(&r).contains(&"unknown-provider-protocol"));
+    let f = r.findings.iter().find(|f| f.code == "unknown-provider-protocol").unwrap();
+    assert!(f.fix.contains(r#""providerProtocol": {"dashscope": "openai"}"#), "{}", f.fix);
+    t.write(".qwen/settings.json", &body(r#""providerProtocol": {"dashscope": "openai"},"#));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(serious(&r).is_empty(), "{:?}", serious(&r));
+    assert_eq!(r.base_url.value.as_deref(), Some(INTL));
+}
+
+#[test]
+fn no_auth_type_oauth_and_invalid_entries() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let c =
+        t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "k"), ("OPENAI_BASE_URL", "https://x/v1")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(codes(&r), ["no-auth-type"]);
+    assert!(r.findings[0].fix.contains("OPENAI_MODEL"));
+    let c = t.caller(&p, &["qwen"], &[("QWEN_OAUTH", "1")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(codes(&r).contains(&"oauth-discontinued"));
+    t.write(
+        ".qwen/settings.json",
+        r#"{"modelProviders": {"openai": [{"name": "no id"}, {"id": "a", "wireApi": "grpc"}, {"id": "b"}, {"id": "b"}], "anthropic": {"protocol": "x"}}}"#,
+    );
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[]), &Run::default());
+    let cs = codes(&r);
+    assert_eq!(cs.iter().filter(|c| **c == "provider-entry-invalid").count(), 3, "{cs:?}");
+    assert!(cs.contains(&"duplicate-model-id"));
+}
+
+#[test]
+fn expansion_after_relaunch_and_without() {
+    let t = Tree::new();
+    t.write(
+        ".qwen/settings.json",
+        r#"{"security": {"auth": {"selectedType": "openai"}}, "model": {"name": "m"},
+            "modelProviders": {"openai": [{"id": "m", "envKey": "OPENAI_API_KEY", "baseUrl": "${PROJ_BASE}"}]}}"#,
+    );
+    t.write("p/.env", "PROJ_BASE=https://proj.example/v1\n");
+    let p = t.dir("p");
+    let (r, _) = go(
+        &t,
+        &t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "sk-proj-aaaaaaaaaaaaaaaa")]),
+        &Run::default(),
+    );
+    assert_eq!(r.base_url.value.as_deref(), Some("https://proj.example/v1"));
+    let c = t.caller(
+        &p,
+        &["qwen"],
+        &[("OPENAI_API_KEY", "sk-proj-aaaaaaaaaaaaaaaa"), ("QWEN_CODE_NO_RELAUNCH", "true")],
+    );
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.base_url.value.as_deref(), Some("${PROJ_BASE}"));
+    assert!(codes(&r).contains(&"unresolved-var-reference"));
+}
+
+#[test]
+fn bare_mode_and_bare_plan() {
+    let t = Tree::new();
+    t.write(
+        ".qwen/settings.json",
+        &provider_settings("qwen3-coder-plus", "DASHSCOPE_API_KEY", INTL),
+    );
+    let p = t.dir("p");
+    // Qwen Code's own --bare ignores settings.
+    let (r, _) = go(&t, &t.caller(&p, &["qwen", "--bare"], &[]), &Run::default());
+    assert_eq!(codes(&r), ["no-auth-type"]);
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[("QWEN_CODE_SIMPLE", "on")]), &Run::default());
+    assert_eq!(codes(&r), ["no-auth-type"]);
+    // run --bare: the normal resolution, handed over as the OPENAI_* triple.
+    let keychain = kc(&[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let c = t.caller(&p, &["qwen", "-p", "x"], &[]);
+    let (r, plan) = go(&t, &c, &Run { as_is: false, bare: true, keychain, ..Run::default() });
+    assert_eq!(r.api_key.source.as_deref(), Some("keychain DASHSCOPE_API_KEY"));
+    assert_eq!(plan.extra_args, ["--bare"]);
+    assert!(plan.inject_as.contains(&("DASHSCOPE_API_KEY".into(), "OPENAI_API_KEY".into())));
+    assert!(plan.vars.contains(&("OPENAI_BASE_URL".into(), INTL.into())));
+    assert!(plan.vars.contains(&("OPENAI_MODEL".into(), "qwen3-coder-plus".into())));
+    assert_eq!(plan.unset, ["OPENAI_ORG_ID", "OPENAI_PROJECT_ID"]);
+    // A user's own --bare is not repeated.
+    let c = t.caller(&p, &["qwen", "--bare"], &[]);
+    let keychain = kc(&[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let (_, plan) = go(&t, &c, &Run { as_is: false, bare: true, keychain, ..Run::default() });
+    assert!(plan.extra_args.is_empty());
+}
+
+#[test]
+fn endpoint_rules_on_trees() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    t.write("p/.env", "OPENAI_API_BASE=https://dashscope.aliyuncs.com/compatible-mode/v1\nOPENAI_MODEL=qwen-plus\n");
+    let c = t.caller(&p, &["qwen", "--auth-type", "openai"], &[("OPENAI_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    let cs = codes(&r);
+    assert!(cs.contains(&"unread-variable") && cs.contains(&"base-url-default-openai"), "{cs:?}");
+    let f = r.findings.iter().find(|f| f.code == "unread-variable").unwrap();
+    assert!(
+        f.fix.starts_with("rename OPENAI_API_BASE to OPENAI_BASE_URL in ")
+            && f.fix.ends_with("/p/.env:1"),
+        "{}",
+        f.fix
+    );
+    // Plan key on a standard endpoint, suffix, OpenRouter model format.
+    t.write(
+        ".qwen/settings.json",
+        &provider_settings("m", "BAILIAN_CODING_PLAN_API_KEY", &format!("{INTL}/chat/completions")),
+    );
+    std::fs::remove_file(p.join(".env")).unwrap();
+    let c =
+        t.caller(&p, &["qwen"], &[("BAILIAN_CODING_PLAN_API_KEY", "sk-sp-planplanplanplan1234")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    let cs = codes(&r);
+    assert!(
+        cs.contains(&"key-endpoint-class-mismatch") && cs.contains(&"base-url-path-suffix"),
+        "{cs:?}"
+    );
+    t.write(
+        ".qwen/settings.json",
+        &provider_settings("qwen3-coder", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1"),
+    );
+    let c = t.caller(
+        &p,
+        &["qwen"],
+        &[("OPENROUTER_API_KEY", "sk-or-v1-routerrouter9876"), ("OPENAI_ORG_ID", "org")],
+    );
+    let (r, _) = go(&t, &c, &Run::default());
+    let cs = codes(&r);
+    assert!(cs.contains(&"openrouter-model-format") && cs.contains(&"openai-org-header"), "{cs:?}");
+    // Local server without a key.
+    t.write(
+        ".qwen/settings.json",
+        &provider_settings("local", "LOCAL_KEY", "http://127.0.0.1:8080/v1"),
+    );
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[]), &Run::default());
+    assert!(codes(&r).contains(&"local-server-needs-key"), "{:?}", codes(&r));
+    // envKey holding a key.
+    t.write(".qwen/settings.json", &provider_settings("m", DS_KEY, INTL));
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[]), &Run::default());
+    assert!(codes(&r).contains(&"envkey-holds-secret"));
+}
+
+#[test]
+fn other_protocols() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let env = [
+        ("ANTHROPIC_API_KEY", "sk-ant-aaaaaaaaaaaaaaaa"),
+        ("ANTHROPIC_MODEL", "qwen3-coder"),
+        ("ANTHROPIC_BASE_URL", "https://dashscope-intl.aliyuncs.com/apps/anthropic"),
+    ];
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &env), &Run::default());
+    assert_eq!(r.auth_type.value.as_deref(), Some("anthropic"));
+    assert_eq!(r.api_key.variable.as_deref(), Some("ANTHROPIC_API_KEY"));
+    let (r, _) = go(
+        &t,
+        &t.caller(&p, &["qwen", "--auth-type", "anthropic"], &[("ANTHROPIC_API_KEY", "x")]),
+        &Run::default(),
+    );
+    let cs = codes(&r);
+    assert!(cs.contains(&"model-missing") && cs.contains(&"anthropic-base-url-missing"), "{cs:?}");
+    let env = [
+        ("GEMINI_API_KEY", "AIzaSyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ("GEMINI_MODEL", "gemini-2.5-pro"),
+    ];
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &env), &Run::default());
+    assert_eq!(r.auth_type.value.as_deref(), Some("gemini"));
+    assert_eq!(r.model.value.as_deref(), Some("gemini-2.5-pro"));
+    let env = [
+        ("GOOGLE_CLOUD_PROJECT", "proj"),
+        ("GOOGLE_MODEL", "g"),
+        ("GOOGLE_API_KEY", "AIzaSyBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"),
+    ];
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &env), &Run::default());
+    assert_eq!(r.auth_type.value.as_deref(), Some("vertex-ai"));
+    // openai default model for a runtime model.
+    let (r, _) = go(
+        &t,
+        &t.caller(
+            &p,
+            &["qwen", "--auth-type", "openai"],
+            &[("OPENAI_API_KEY", "sk-proj-aaaaaaaaaaaa")],
+        ),
+        &Run::default(),
+    );
+    assert_eq!(r.model.value.as_deref(), Some("qwen3.7-max"));
+    assert_eq!(r.model.source.as_deref(), Some("default"));
+}
+
+#[test]
+fn parse_errors_and_generation_config() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    t.write("p/.qwen/settings.json", "{\"a\": 1,}");
+    t.write(
+        ".qwen/settings.json",
+        &provider_settings("m", "DASHSCOPE_API_KEY", INTL).replacen(
+            "\"model\": {",
+            "\"model\": { \"generationConfig\": {\"timeout\": 5},",
+            1,
+        ),
+    );
+    let (r, _) =
+        go(&t, &t.caller(&p, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY)]), &Run::default());
+    let cs = codes(&r);
+    assert!(
+        cs.contains(&"config-parse-error") && cs.contains(&"generation-config-replaced"),
+        "{cs:?}"
+    );
+    let f = r.findings.iter().find(|f| f.code == "config-parse-error").unwrap();
+    assert!(
+        f.location.as_deref().unwrap().ends_with("p/.qwen/settings.json:1:9"),
+        "{:?}",
+        f.location
+    );
+}
+
+#[test]
+fn system_layers_and_qwen_home() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    std::fs::write(
+        t.etc.join("system-defaults.json"),
+        r#"{"model": {"name": "defaults"}, "security": {"auth": {"selectedType": "openai"}}}"#,
+    )
+    .unwrap();
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "k")]), &Run::default());
+    assert_eq!(r.model.value.as_deref(), Some("defaults"));
+    t.write("alt/settings.json", r#"{"model": {"name": "alt-home"}}"#);
+    let alt = t.home.join("alt").display().to_string();
+    let (r, _) = go(
+        &t,
+        &t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "k"), ("QWEN_HOME", &alt)]),
+        &Run::default(),
+    );
+    assert_eq!(r.model.value.as_deref(), Some("alt-home"));
+    std::fs::write(t.etc.join("settings.json"), r#"{"model": {"name": "system"}}"#).unwrap();
+    let (r, _) = go(
+        &t,
+        &t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "k"), ("QWEN_HOME", &alt)]),
+        &Run::default(),
+    );
+    assert_eq!(r.model.value.as_deref(), Some("system"));
+    assert_eq!(r.model.shadowed[0].value.as_deref(), Some("alt-home"));
+}
+
+#[test]
+fn openclaw_resolution() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let c = t.caller(&p, &["openclaw", "agent", "--local"], &[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.tool, "openclaw");
+    assert_eq!(r.base_url.value.as_deref(), Some("https://coding-intl.dashscope.aliyuncs.com/v1"));
+    assert!(codes(&r).contains(&"openclaw-default-coding-endpoint"));
+    t.write(".openclaw/openclaw.json", &format!("{{ // json5\n models: {{ providers: {{ qwen: {{ baseUrl: '{INTL}', apiKey: 'profile:qwen-portal:default', }} }} }},\n agents: {{defaults: {{model: {{primary: 'qwen/qwen3-coder-plus'}}}}}} }}"));
+    t.write(".openclaw/.env", &format!("QWEN_API_KEY={DS_KEY2}\n"));
+    t.write("p/.env", "MODELSTUDIO_API_KEY=sk-ignored-ignored-ignored\n");
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.base_url.value.as_deref(), Some(INTL));
+    assert_eq!(r.model.value.as_deref(), Some("qwen3-coder-plus"));
+    // QWEN_API_KEY from ~/.openclaw/.env beats an exported DASHSCOPE_API_KEY.
+    assert!(r.api_key.source.as_deref().unwrap().ends_with(".openclaw/.env:1 QWEN_API_KEY"));
+    let cs = codes(&r);
+    assert!(
+        cs.contains(&"unread-variable") && !cs.contains(&"openclaw-default-coding-endpoint"),
+        "{cs:?}"
+    );
+    // With no env key the profile: literal is sent.
+    let c2 = t.caller(&p, &["openclaw"], &[]);
+    std::fs::remove_file(t.home.join(".openclaw/.env")).unwrap();
+    let (r, _) = go(&t, &c2, &Run::default());
+    assert!(codes(&r).contains(&"openclaw-profile-prefix"));
+    // Keychain overlay injects QWEN_API_KEY.
+    let keychain = kc(&[("QWEN_API_KEY", DS_KEY)]);
+    let (r, plan) = go(&t, &c2, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!(r.api_key.source.as_deref(), Some("keychain QWEN_API_KEY"));
+    assert_eq!(plan.inject_as, [("QWEN_API_KEY".to_string(), "QWEN_API_KEY".to_string())]);
+    // Legacy auth profiles.
+    t.write(".openclaw/agents/main/agent/auth-profiles.json", r#"{"version":1,"profiles":{"qwen:default":{"type":"api_key","provider":"qwen","key":"sk-x"}}}"#);
+    let (r, _) = go(&t, &c2, &Run::default());
+    assert!(codes(&r).contains(&"openclaw-legacy-auth-profiles"));
+}
+
+#[test]
+fn generic_commands_profiles_and_variables() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let config = Config::parse("silence = [\"key-age\"]\n[profile.r]\nkeys = [\"OPENROUTER_API_KEY\"]\n[generic]\nkeys = [\"API_KEY\"]").unwrap();
+    let c = t.caller(&p, &["curl", "x"], &[("API_KEY", "sk-proj-stale-stale-0000")]);
+    let keychain = kc(&[("API_KEY", DS_KEY), ("OPENROUTER_API_KEY", "sk-or-v1-routerrouter9876")]);
+    let vars = vec!["API_KEY".to_string(), "PATH".to_string()];
+    let (r, plan) = go(
+        &t,
+        &c,
+        &Run {
+            as_is: false,
+            keychain: keychain.clone(),
+            config: config.clone(),
+            variables: &vars,
+            ..Run::default()
+        },
+    );
+    assert_eq!(r.tool, "generic");
+    assert_eq!(plan.inject_as, [("API_KEY".to_string(), "API_KEY".to_string())]);
+    assert_eq!(r.api_key.source.as_deref(), Some("keychain API_KEY"));
+    assert_eq!(r.variables[0].1.source.as_deref(), Some("keychain API_KEY"));
+    assert_eq!(r.variables[1].1.value, None);
+    assert!(codes(&r).contains(&"stale-env-shadows"));
+    let (_, plan) = go(
+        &t,
+        &c,
+        &Run {
+            as_is: false,
+            keychain: keychain.clone(),
+            config: config.clone(),
+            profile: Some("r"),
+            ..Run::default()
+        },
+    );
+    assert_eq!(
+        plan.inject_as,
+        [("OPENROUTER_API_KEY".to_string(), "OPENROUTER_API_KEY".to_string())]
+    );
+    // --with on qwen adds to the resolution's key; a missing entry is reported.
+    let with = vec!["NOPE".to_string()];
+    let (r, _) = go(
+        &t,
+        &t.caller(&p, &["qwen"], &[]),
+        &Run { as_is: false, keychain, config, with: &with, ..Run::default() },
+    );
+    assert!(codes(&r).contains(&"keychain-entry-missing"));
+}
+
+#[test]
+fn key_age_and_silence() {
+    let t = Tree::new();
+    t.write(".qwen/settings.json", &provider_settings("m", "DASHSCOPE_API_KEY", INTL));
+    let p = t.dir("p");
+    let c = t.caller(&p, &["qwen"], &[]);
+    let mut keychain = kc(&[("DASHSCOPE_API_KEY", DS_KEY)]);
+    keychain.entries.get_mut("DASHSCOPE_API_KEY").unwrap().created = 1;
+    let mut r = Run { as_is: false, keychain, ..Run::default() };
+    r.config.rotate_after_days = 0;
+    let src = SourceCache::default().load(&c, &t.home);
+    let params = Params {
+        caller: &c,
+        home: &t.home,
+        as_is: false,
+        bare: false,
+        with: &[],
+        profile: None,
+        variables: &[],
+        keychain: &r.keychain,
+        config: &r.config,
+        now: 10 * 86_400,
+    };
+    let (res, _) = resolve(&src, &params);
+    assert!(codes(&res).contains(&"key-age"));
+    let mut silenced = r.config.clone();
+    silenced.silence = vec!["key-age".into()];
+    let params = Params { config: &silenced, ..params };
+    let (res, _) = resolve(&src, &params);
+    assert!(!codes(&res).contains(&"key-age"));
+}
+
+#[cfg(unix)]
+#[test]
+fn permissions_rule() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Tree::new();
+    let f = t.write(".env", &format!("OPENAI_API_KEY={DS_KEY}\n"));
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let p = t.dir("p");
+    let (r, _) = go(&t, &t.caller(&p, &["qwen"], &[]), &Run::default());
+    let cs = codes(&r);
+    assert!(cs.contains(&"secret-file-permissions") && cs.contains(&"plaintext-secret"), "{cs:?}");
+}
+
+#[test]
+fn cache_reuses_and_notices_changes() {
+    let t = Tree::new();
+    t.write(".qwen/settings.json", &provider_settings("m", "DASHSCOPE_API_KEY", INTL));
+    t.write("p/.qwen/settings.json", r#"{"model": {"name": "m"}}"#);
+    t.write("p/.env", "A=1\n");
+    t.write(".qwen/.env", "B=1\n");
+    t.write(".env", "C=1\n");
+    let p = t.dir("p/sub");
+    let c = t.caller(&p, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let mut cache = SourceCache::default();
+    let _ = cache.load(&c, &t.home);
+    let first = cache.parses;
+    // user settings and three .env files; p/.qwen/settings.json is not read from p/sub (the
+    // workspace file is not walked up).
+    assert_eq!(first, 4);
+    let keychain = KeychainView::default();
+    let config = Config::default();
+    let params = Params {
+        caller: &c,
+        home: &t.home,
+        as_is: false,
+        bare: false,
+        with: &[],
+        profile: None,
+        variables: &[],
+        keychain: &keychain,
+        config: &config,
+        now: 0,
+    };
+    let n = 200;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let src = cache.load(&c, &t.home);
+        let _ = resolve(&src, &params);
+    }
+    let per = start.elapsed() / n;
+    eprintln!(
+        "warm load + resolve: {per:?} per call (debug_assertions: {})",
+        cfg!(debug_assertions)
+    );
+    assert_eq!(cache.parses, first, "nothing re-parsed");
+    // A rewrite with new content is parsed again; the same content is not.
+    t.write("p/.env", "A=2\n");
+    let src = cache.load(&c, &t.home);
+    assert_eq!(cache.parses, first + 1);
+    assert_eq!(src.qwen.project_env.as_ref().unwrap().entries[0].value, "2");
+    std::fs::write(t.home.join("p/.env"), "A=2\n").unwrap();
+    let _ = cache.load(&c, &t.home);
+    assert_eq!(cache.parses, first + 1);
+}
