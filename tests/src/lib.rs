@@ -16,10 +16,14 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// `target/<profile>`, found from the test executable (`target/<profile>/deps/<test>`).
+/// `target/<profile>`, found from the running executable: a test is `target/<profile>/deps/<test>`,
+/// the bench binary `target/<profile>/bench`.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_owned();
+    let mut dir = exe.parent().expect("target dir").to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     for bin in ["qwen-env", "qwen-envd"] {
         assert!(
             dir.join(bin).is_file(),
