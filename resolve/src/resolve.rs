@@ -182,6 +182,24 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
                     _ => break,
                 }
             }
+            // Least privilege: an OPENAI_API_KEY tried only to complete the inference triple is
+            // dropped again when it did not select an auth type.
+            if !p.as_is
+                && out.auth.is_none()
+                && !extra.iter().any(|k| k == "OPENAI_API_KEY")
+                && let Some(i) = inject.iter().position(|k| k == "OPENAI_API_KEY")
+            {
+                inject.remove(i);
+                let inj: Vec<(String, String, String)> =
+                    inject.iter().map(|n| (n.clone(), ph(n), n.clone())).collect();
+                out = qwen::resolve(&qwen::Input {
+                    src,
+                    env0: &p.caller.env,
+                    args,
+                    inject: &inj,
+                    shower: &shower,
+                });
+            }
             let key_plain = !matches!(&out.key, Some((v, _)) if v.contains(PH));
             findings.append(&mut out.findings);
             rules::qwen(&out, src, key_plain, &mut findings);

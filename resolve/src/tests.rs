@@ -393,6 +393,18 @@ fn no_auth_type_oauth_and_invalid_entries() {
     let (r, _) = go(&t, &c, &Run::default());
     assert_eq!(codes(&r), ["no-auth-type"]);
     assert!(r.findings[0].fix.contains("OPENAI_MODEL"));
+    // The keychain's OPENAI_API_KEY completes the triple only when model and base are there.
+    let keychain = kc(&[("OPENAI_API_KEY", DS_KEY)]);
+    let c2 = t.caller(&p, &["qwen"], &[("OPENAI_BASE_URL", INTL)]);
+    let (r, plan) =
+        go(&t, &c2, &Run { as_is: false, keychain: keychain.clone(), ..Run::default() });
+    assert_eq!(codes(&r), ["no-auth-type"]);
+    assert!(plan.inject_as.is_empty(), "unused secret injected");
+    let c2 = t.caller(&p, &["qwen"], &[("OPENAI_BASE_URL", INTL), ("OPENAI_MODEL", "qwen-plus")]);
+    let (r, plan) = go(&t, &c2, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!(r.auth_type.value.as_deref(), Some("openai"));
+    assert_eq!(r.api_key.source.as_deref(), Some("keychain OPENAI_API_KEY"));
+    assert_eq!(plan.inject_as.len(), 1);
     let c = t.caller(&p, &["qwen"], &[("QWEN_OAUTH", "1")]);
     let (r, _) = go(&t, &c, &Run::default());
     assert!(codes(&r).contains(&"oauth-discontinued"));
