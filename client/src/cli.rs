@@ -14,6 +14,11 @@ pub struct Cli {
 pub enum Command {
     /// Run CMD with the resolved credentials injected from the keychain.
     Run(RunArgs),
+    /// Show what the host tool will use (auth type, model, base URL, key), where each value comes
+    /// from and what it shadows.
+    Explain(ExplainArgs),
+    /// List the problems in this directory's configuration, each with its fix.
+    Doctor(DoctorArgs),
     /// Manage keys in the OS keychain.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -44,6 +49,38 @@ pub struct RunArgs {
     pub profile: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Also explain these variables.
+    #[arg(value_name = "VAR")]
+    pub variables: Vec<String>,
+    /// What the host tool resolves today without qwen-env (no keychain overlay).
+    #[arg(long)]
+    pub as_is: bool,
+    /// Print JSON (`"schema": 1`).
+    #[arg(long)]
+    pub json: bool,
+    /// Resolve as `run --with NAME` would.
+    #[arg(long = "with", value_name = "NAME")]
+    pub with: Vec<String>,
+    /// Resolve as `run --profile P` would.
+    #[arg(long, value_name = "P")]
+    pub profile: Option<String>,
+    /// The command to resolve for (default: `qwen`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Print JSON (`"schema": 1`).
+    #[arg(long)]
+    pub json: bool,
+    /// The command to check (default: `qwen`).
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
 }
 

@@ -4,7 +4,7 @@
 //!
 //! - [`cli`]: the command line; [`commands`]: one module per subcommand.
 //! - [`transport`]: the connection and handshake; [`autostart`]: start the daemon when needed.
-//! - [`exec`]: build the child's environment and exec it.
+//! - [`exec`]: build the child's environment and exec it; [`render`]: human and JSON output.
 //! - [`error`]: messages and exit codes.
 
 pub mod autostart;
@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod exec;
+pub mod render;
 pub mod transport;
 
 use std::io::Write;

@@ -2,10 +2,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use qwen_env_proto::{ErrorCode, Request, Response, RunPlan, RunRequest, StatusInfo};
+use qwen_env_proto::{
+    ErrorCode, Request, Resolution, ResolveRequest, Response, RunPlan, RunRequest, StatusInfo,
+};
 
 use crate::State;
 use crate::keys::KeyError;
+use crate::resolution::Ask;
 
 /// Answers one request. Never panics on input; every failure is a `Response::Error`.
 pub async fn handle(request: Request, state: &State) -> Response {
@@ -19,10 +22,8 @@ pub async fn handle(request: Request, state: &State) -> Response {
         Request::KeyRemove { name } => {
             state.keys.remove(&name).await.map(|()| Response::Removed { name })
         }
-        Request::Run(run) => run_plan(state, run).await.map(Response::Run),
-        Request::Resolve(_) => Err(KeyError::Invalid(
-            "this daemon cannot resolve configuration yet; upgrade qwen-env".to_owned(),
-        )),
+        Request::Run(run) => run_plan(state, &run).await.map(Response::Run),
+        Request::Resolve(req) => Ok(Response::Resolved(Box::new(resolve(state, &req).await))),
     };
     result.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "request failed");
@@ -52,13 +53,50 @@ fn status(state: &State) -> StatusInfo {
     }
 }
 
-async fn run_plan(state: &State, run: RunRequest) -> Result<RunPlan, KeyError> {
-    let mut plan = RunPlan::default();
-    for name in &run.with {
-        let value = state.keys.get(name).await?;
-        plan.secrets.push((name.clone(), value));
+async fn resolve(state: &State, req: &ResolveRequest) -> Resolution {
+    let ask = Ask {
+        caller: &req.caller,
+        as_is: req.as_is,
+        bare: false,
+        with: &req.with,
+        profile: req.profile.as_deref(),
+        variables: &req.variables,
+    };
+    let view = state.keys.view().await;
+    state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable).0
+}
+
+/// Resolves as the child will see it, then fetches exactly the secrets the plan names.
+async fn run_plan(state: &State, run: &RunRequest) -> Result<RunPlan, KeyError> {
+    let ask = Ask {
+        caller: &run.caller,
+        as_is: false,
+        bare: run.bare,
+        with: &run.with,
+        profile: run.profile.as_deref(),
+        variables: &[],
+    };
+    let view = state.keys.view().await;
+    let (resolution, plan) =
+        state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
+    let mut secrets = plan.secret_vars;
+    for (name, variable) in plan.inject_as {
+        secrets.push((variable, state.keys.get(&name).await?));
     }
-    Ok(plan)
+    // A `--with` key the keychain lacks is an error for `run`: the user asked for it by name.
+    for name in &run.with {
+        if !view.entries.contains_key(name) {
+            return Err(KeyError::NotFound(name.clone()));
+        }
+    }
+    Ok(RunPlan {
+        secrets,
+        vars: plan.vars,
+        unset: plan.unset,
+        extra_args: plan.extra_args,
+        findings: resolution.findings,
+        notes: plan.notes,
+    })
 }
 
 /// Seconds since the Unix epoch.

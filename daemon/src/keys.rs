@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use qwen_env_proto::{KeyInfo, SecretValue};
+use qwen_env_resolve::mask::{fingerprint, masked};
+use qwen_env_resolve::{KeyMeta, KeychainView};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::keychain::{Keychain, KeychainError};
@@ -34,28 +35,6 @@ pub enum KeyError {
          {source}; check that the directory is writable (`key ls` will not show it until then)"
     )]
     Metadata { path: PathBuf, source: std::io::Error },
-}
-
-/// `sha256:` + the first 12 hex digits of SHA-256 of the secret's bytes. A user can check it
-/// with `printf %s "$KEY" | sha256sum`.
-pub fn fingerprint(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    format!("sha256:{}", &hex::encode(digest)[..12])
-}
-
-/// Masked display: the first three characters, an ellipsis and the last four (`sk-…a289`).
-/// Short values show less, so a mask never reveals most of a key.
-pub fn masked(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    match chars.len() {
-        0 => String::new(),
-        n if n < 12 => format!("…{}", chars[n.saturating_sub(2)..].iter().collect::<String>()),
-        n => format!(
-            "{}…{}",
-            chars[..3].iter().collect::<String>(),
-            chars[n - 4..].iter().collect::<String>()
-        ),
-    }
 }
 
 /// A variable name: what a key is stored under.
@@ -193,6 +172,24 @@ impl Keys {
         Ok(out)
     }
 
+    /// What the keychain holds, without values: what the resolver needs to plan injection.
+    pub async fn view(&self) -> KeychainView {
+        let meta = self.meta.lock().await;
+        let entries = meta
+            .keys
+            .iter()
+            .map(|(name, m)| {
+                let meta = KeyMeta {
+                    fingerprint: m.fingerprint.clone(),
+                    masked: m.masked.clone(),
+                    created: m.created,
+                };
+                (name.clone(), meta)
+            })
+            .collect();
+        KeychainView { entries }
+    }
+
     /// The value of `name`, for injection.
     pub async fn get(&self, name: &str) -> Result<SecretValue, KeyError> {
         validate_name(name)?;
@@ -261,24 +258,6 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprint_matches_sha256sum() {
-        // printf %s sk-test | sha256sum → 8f1c1a42c3ee…
-        let expected = {
-            let d = Sha256::digest(b"sk-test");
-            format!("sha256:{}", &hex::encode(d)[..12])
-        };
-        assert_eq!(fingerprint("sk-test"), expected);
-        assert_eq!(fingerprint("abc"), "sha256:ba7816bf8f01");
-    }
-
-    #[test]
-    fn masks_never_show_most_of_a_key() {
-        assert_eq!(masked("sk-0123456789abcdefa289"), "sk-…a289");
-        assert_eq!(masked("short"), "…rt");
-        assert_eq!(masked(""), "");
-    }
 
     #[test]
     fn names_and_values_are_checked() {

@@ -5,6 +5,7 @@
 //! - [`paths`]: private directories (create 0700, refuse unsafe ones).
 //! - [`singleton`]: the pidfile lock that makes the daemon single-instance.
 //! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index.
+//! - [`resolution`]: feeds the pure resolver (parse cache, config, keychain view).
 //! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
 //! - [`ready`]: the typed startup report the client waits for.
 //!
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod logging;
 pub mod paths;
 pub mod ready;
+pub mod resolution;
 pub mod server;
 pub mod singleton;
 
@@ -43,6 +45,8 @@ pub struct State {
     pub log_file: PathBuf,
     /// Connections accepted since start.
     pub connections: AtomicU64,
+    /// Resolves callers' configuration.
+    pub resolver: resolution::Resolver,
     /// Set to `true` to shut down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -99,6 +103,7 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         socket: socket.clone(),
         log_file: dirs.log_file(),
         connections: AtomicU64::new(0),
+        resolver: resolution::Resolver::new(dirs.config_file()),
         shutdown: shutdown_tx,
     });
     let result = runtime.block_on(async {

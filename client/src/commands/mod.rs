@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod daemon;
+mod explain;
 mod key;
 mod run;
 mod status;
@@ -14,6 +15,8 @@ use crate::error::CliError;
 pub fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Run(args) => run::run(args),
+        Command::Explain(args) => explain::explain(&args),
+        Command::Doctor(args) => explain::doctor(&args),
         Command::Key(cmd) => key::key(cmd),
         Command::Status { json } => status::status(json),
         Command::Daemon(cmd) => daemon::daemon(&cmd),

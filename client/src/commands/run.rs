@@ -1,6 +1,10 @@
 //! `qwen-env run [--bare] [--strict] [--with NAME]... [--profile P] -- CMD [ARGS...]`.
 
-use qwen_env_proto::{CallerContext, NESTING_MARKER, Request, Response, RunRequest};
+use std::fmt::Write as _;
+
+use qwen_env_proto::{
+    CallerContext, NESTING_MARKER, Request, Response, RunPlan, RunRequest, Severity,
+};
 
 use super::{ask, unexpected};
 use crate::cli::RunArgs;
@@ -24,8 +28,28 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         Response::Run(plan) => plan,
         other => return Err(unexpected(&other)),
     };
+    report(&plan);
+    if args.strict && plan.findings.iter().any(|f| f.severity == Severity::Error) {
+        return Err(CliError::failed(
+            "not started: the configuration has errors (above) and --strict is set",
+        ));
+    }
     let code = crate::exec::exec(&args.command, &plan)?;
     Err(CliError::silent(code))
+}
+
+/// Errors, warnings and notes go to stderr before exec; nothing at all when all is well.
+fn report(plan: &RunPlan) {
+    let shown: Vec<_> =
+        plan.findings.iter().filter(|f| f.severity != Severity::Info).cloned().collect();
+    let on = crate::render::colour(true);
+    let mut text = crate::render::findings(&shown, on);
+    for note in &plan.notes {
+        let _ = writeln!(text, "qwen-env: {note}");
+    }
+    if !text.is_empty() {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+    }
 }
 
 /// The caller's cwd, target argv and environment, sent as data (STYLE.md 21). Variables whose
