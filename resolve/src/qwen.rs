@@ -768,6 +768,16 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
         out.key = Some((key_cands[w].value.clone(), ks));
     }
     out.key_var = Some(env_key.clone().unwrap_or_else(|| key_var.to_string()));
+    if k_win.is_none() {
+        // No key: still say which variable the tool reads, so the user knows what to set. An
+        // envKey that is not a variable name may be a pasted key: never echo it.
+        let is_name = |v: &str| {
+            v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !crate::mask::looks_like_key(v)
+        };
+        key_field.variable = out.key_var.clone().filter(|v| is_name(v));
+    }
 
     let mut base_cands: Vec<Cand> = Vec::new();
     if let Some(p) = &provider

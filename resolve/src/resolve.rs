@@ -286,8 +286,6 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
                     Some(n.clone()),
                 ));
             }
-        } else {
-            plan.notes.push(format!("injected {n} from the keychain ({})", meta.fingerprint));
         }
         let days = p.now.saturating_sub(meta.created) / 86_400;
         if meta.created > 0 && days > p.config.rotate_after_days {
