@@ -28,6 +28,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stream what the daemon notices: file changes and new findings, as they happen.
+    Events {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start, stop or inspect the daemon.
     #[command(subcommand)]
     Daemon(DaemonCommand),

@@ -61,6 +61,30 @@ impl Client {
         Ok(Self { stream, welcome })
     }
 
+    /// Sends a request whose answer is a stream, and calls `each` for every response until the
+    /// daemon closes the stream or `each` returns `false`. No read timeout: streams are quiet.
+    pub fn stream(
+        &mut self,
+        request: &Request,
+        mut each: impl FnMut(Response) -> bool,
+    ) -> Result<(), CliError> {
+        codec::write_frame(&mut self.stream, request)
+            .map_err(|e| CliError::daemon(format!("failed to send to the daemon: {e}")))?;
+        let _ = self.stream.set_read_timeout(None);
+        loop {
+            match codec::read_frame(&mut self.stream) {
+                Ok(Response::Error { code, message }) => return Err(remote_error(code, message)),
+                Ok(response) => {
+                    if !each(response) {
+                        return Ok(());
+                    }
+                }
+                Err(FrameError::Closed) => return Ok(()),
+                Err(e) => return Err(CliError::daemon(format!("the event stream broke: {e}"))),
+            }
+        }
+    }
+
     /// Sends one request and reads its response. A `Response::Error` becomes a `CliError`.
     pub fn request(&mut self, request: &Request) -> Result<Response, CliError> {
         codec::write_frame(&mut self.stream, request)

@@ -24,6 +24,8 @@ pub async fn handle(request: Request, state: &State) -> Response {
         }
         Request::Run(run) => run_plan(state, &run).await.map(Response::Run),
         Request::Resolve(req) => Ok(Response::Resolved(Box::new(resolve(state, &req).await))),
+        // Streamed by the connection itself (server.rs); never dispatched here.
+        Request::Events => Err(KeyError::Invalid("events are streamed, not answered".to_owned())),
     };
     result.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "request failed");
@@ -41,6 +43,7 @@ fn error_code(e: &KeyError) -> ErrorCode {
 }
 
 fn status(state: &State) -> StatusInfo {
+    let (watched, contexts, watch_note) = state.watcher.status();
     StatusInfo {
         pid: std::process::id(),
         daemon_version: qwen_env_proto::VERSION.to_owned(),
@@ -50,6 +53,9 @@ fn status(state: &State) -> StatusInfo {
         log_file: state.log_file.display().to_string(),
         keychain: state.keys.keychain().info().clone(),
         connections: state.connections.load(std::sync::atomic::Ordering::Relaxed),
+        watched,
+        contexts,
+        watch_note,
     }
 }
 
@@ -63,7 +69,30 @@ async fn resolve(state: &State, req: &ResolveRequest) -> Resolution {
         variables: &req.variables,
     };
     let view = state.keys.view().await;
-    state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable).0
+    let out = state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
+    let mut resolution = out.resolution;
+    watched(state, &req.caller, &mut resolution, &out.watched);
+    resolution
+}
+
+/// Hands the outcome to the watcher, and says so when watching is degraded.
+fn watched(
+    state: &State,
+    caller: &qwen_env_proto::CallerContext,
+    r: &mut Resolution,
+    files: &[std::path::PathBuf],
+) {
+    state.watcher.track(caller, &r.tool, files, &r.findings);
+    if let Some(note) = state.watcher.note() {
+        r.findings.push(qwen_env_proto::Finding {
+            code: "watch-limit".to_owned(),
+            severity: qwen_env_proto::Severity::Info,
+            message: note,
+            fix: "sudo sysctl fs.inotify.max_user_watches=524288".to_owned(),
+            location: None,
+            evidence: None,
+        });
+    }
 }
 
 /// Resolves as the child will see it, then fetches exactly the secrets the plan names.
@@ -77,8 +106,9 @@ async fn run_plan(state: &State, run: &RunRequest) -> Result<RunPlan, KeyError> 
         variables: &[],
     };
     let view = state.keys.view().await;
-    let (resolution, plan) =
-        state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
+    let out = state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
+    let (mut resolution, plan) = (out.resolution, out.plan);
+    watched(state, &run.caller, &mut resolution, &out.watched);
     let mut secrets = plan.secret_vars;
     for (name, variable) in plan.inject_as {
         secrets.push((variable, state.keys.get(&name).await?));

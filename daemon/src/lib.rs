@@ -7,6 +7,7 @@
 //! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index.
 //! - [`resolution`]: feeds the pure resolver (parse cache, config, keychain view).
 //! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
+//! - [`watcher`]: re-resolves contexts when their files change; feeds `events`.
 //! - [`ready`]: the typed startup report the client waits for.
 //!
 //! [`run`] wires them together for the binary; tests can call [`server::serve`] in-process.
@@ -21,6 +22,7 @@ pub mod ready;
 pub mod resolution;
 pub mod server;
 pub mod singleton;
+pub mod watcher;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct State {
     pub connections: AtomicU64,
     /// Resolves callers' configuration.
     pub resolver: resolution::Resolver,
+    /// Watches the files behind every context clients asked about.
+    pub watcher: Arc<watcher::Watcher>,
     /// Set to `true` to shut down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -97,6 +101,7 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let (raw_events, raw_events_rx) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(State {
         keys: keys::Keys::open(keychain.clone(), &dirs.data, namespace.as_deref()),
         started: Instant::now(),
@@ -104,11 +109,13 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         log_file: dirs.log_file(),
         connections: AtomicU64::new(0),
         resolver: resolution::Resolver::new(dirs.config_file()),
+        watcher: watcher::Watcher::new(raw_events),
         shutdown: shutdown_tx,
     });
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(std_listener)?;
         tokio::spawn(keychain.purge_idle_loop());
+        tokio::spawn(watcher::run(state.clone(), raw_events_rx));
         let signals = shutdown_signals()?;
         tracing::info!(pid = std::process::id(), socket = %socket.display(),
             keychain = state.keys.keychain().backend().name(), "qwen-envd ready");

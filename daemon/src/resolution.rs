@@ -21,6 +21,16 @@ pub struct Ask<'a> {
     pub variables: &'a [String],
 }
 
+/// One resolution and what it depended on.
+pub struct Outcome {
+    /// Fields and findings.
+    pub resolution: Resolution,
+    /// What `run` must do.
+    pub plan: Plan,
+    /// Every file whose change can change this outcome (for the watcher).
+    pub watched: Vec<PathBuf>,
+}
+
 /// The daemon's resolver: cache plus config.
 pub struct Resolver {
     cache: Mutex<SourceCache>,
@@ -49,12 +59,7 @@ impl Resolver {
     }
 
     /// Resolves one request. `durable` says whether the keychain survives a reboot.
-    pub fn resolve(
-        &self,
-        ask: &Ask<'_>,
-        keychain: &KeychainView,
-        durable: bool,
-    ) -> (Resolution, Plan) {
+    pub fn resolve(&self, ask: &Ask<'_>, keychain: &KeychainView, durable: bool) -> Outcome {
         let (config, config_error) = self.config();
         let home = caller_home(ask.caller);
         let sources = self.cache.lock().expect("cache lock").load(ask.caller, &home);
@@ -92,7 +97,10 @@ impl Resolver {
                 evidence: None,
             });
         }
-        (resolution, plan)
+        let config_path = self.config.lock().expect("config lock").path.clone();
+        let mut watched = sources.watched;
+        watched.push(config_path);
+        Outcome { resolution, plan, watched }
     }
 
     /// The current config, re-read when the file changed. A config that does not parse keeps

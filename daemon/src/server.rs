@@ -123,6 +123,9 @@ async fn connection(stream: UnixStream, state: &State) -> Result<(), String> {
             send(&mut conn, &Response::Error { code: ErrorCode::Refused, message }).await?;
             return Ok(());
         }
+        if request == Request::Events {
+            return stream_events(&mut conn, state).await;
+        }
         let shutting_down = request == Request::Shutdown;
         let response = crate::handler::handle(request, state).await;
         send(&mut conn, &response).await?;
@@ -130,6 +133,29 @@ async fn connection(stream: UnixStream, state: &State) -> Result<(), String> {
             tracing::info!("shutdown requested by a client");
             state.shutdown.send_replace(true);
             return Ok(());
+        }
+    }
+}
+
+/// Sends every event until the client hangs up or the daemon stops. No idle timeout: a quiet
+/// stream is the normal case.
+async fn stream_events(conn: &mut Conn, state: &State) -> Result<(), String> {
+    let mut events = state.watcher.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => send(conn, &Response::Event(ev)).await?,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(dropped = n, "an events client is too slow; dropped events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            next = conn.next() => match next {
+                None | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => return Err("unexpected request on an events stream".to_owned()),
+            },
+            _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => return Ok(()),
         }
     }
 }

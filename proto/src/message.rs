@@ -53,6 +53,9 @@ pub enum Request {
     Run(RunRequest),
     /// Resolve the caller's configuration (`explain`, `doctor`). Answered by [`Response::Resolved`].
     Resolve(ResolveRequest),
+    /// Stream what the daemon notices (`qwen-env events`). Answered by a [`Response::Event`] for
+    /// each change until the client disconnects.
+    Events,
 }
 
 /// A response from the daemon.
@@ -82,6 +85,40 @@ pub enum Response {
     Run(RunPlan),
     /// Response for `Request::Resolve`.
     Resolved(Box<Resolution>),
+    /// One of the stream of responses to `Request::Events`.
+    Event(EventInfo),
+}
+
+/// Something the daemon noticed: a watched file changed, or a context's findings changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// When (Unix seconds).
+    pub time: u64,
+    /// `file-changed`, `file-removed`, `findings-changed`, `watch-limit`.
+    pub kind: String,
+    /// The file concerned, if any.
+    pub path: Option<String>,
+    /// The context concerned (`<tool> in <cwd>`), if any.
+    pub context: Option<String>,
+    /// One line for people.
+    pub message: String,
+    /// For `findings-changed`: the context's findings now.
+    pub findings: Vec<Finding>,
+}
+
+/// A directory and command the daemon keeps resolved and watched because a client asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextInfo {
+    /// The directory.
+    pub cwd: String,
+    /// `qwen-code`, `openclaw` or `generic`.
+    pub tool: String,
+    /// Findings of severity error at the last resolution.
+    pub errors: u32,
+    /// Findings of severity warning at the last resolution.
+    pub warnings: u32,
+    /// Seconds since a client last asked about it.
+    pub idle_secs: u64,
 }
 
 /// Kinds of failure carried by [`Response::Error`].
@@ -118,6 +155,12 @@ pub struct StatusInfo {
     pub keychain: KeychainInfo,
     /// Connections accepted since start.
     pub connections: u64,
+    /// Files watched for changes.
+    pub watched: Vec<String>,
+    /// Contexts kept resolved.
+    pub contexts: Vec<ContextInfo>,
+    /// Why watching is degraded (e.g. the inotify limit), if it is.
+    pub watch_note: Option<String>,
 }
 
 /// The keychain backend the daemon uses.
@@ -353,6 +396,7 @@ mod tests {
     fn request_bytes_are_pinned() {
         let cases: Vec<(Request, &str)> = vec![
             (Request::Shutdown, "00"),
+            (Request::Events, "07"),
             (Request::Status, "01"),
             (
                 Request::KeySet { name: "K".into(), value: SecretValue::new("s".into()) },
@@ -398,6 +442,17 @@ mod tests {
         };
         let cases: Vec<(Response, &str)> = vec![
             (Response::ShuttingDown, "00"),
+            (
+                Response::Event(EventInfo {
+                    time: 1,
+                    kind: "k".into(),
+                    path: None,
+                    context: Some("c".into()),
+                    message: "m".into(),
+                    findings: vec![],
+                }),
+                "0801016b00010163016d00",
+            ),
             (Response::Error { code: ErrorCode::Keychain, message: "m".into() }, "0102016d"),
             (
                 Response::Status(StatusInfo {
@@ -413,8 +468,17 @@ mod tests {
                         note: Some("n".into()),
                     },
                     connections: 3,
+                    watched: vec!["w".into()],
+                    contexts: vec![ContextInfo {
+                        cwd: "/".into(),
+                        tool: "t".into(),
+                        errors: 1,
+                        warnings: 2,
+                        idle_secs: 3,
+                    }],
+                    watch_note: None,
                 }),
-                "0201017601020173016c016b0001016e03",
+                "0201017601020173016c016b0001016e0301017701012f017401020300",
             ),
             (Response::Key(key.clone()), "03014b0166016d0162010201"),
             (Response::Keys(vec![key]), "0401014b0166016d0162010201"),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod daemon;
+mod events;
 mod explain;
 mod key;
 mod run;
@@ -20,6 +21,7 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Key(cmd) => key::key(cmd),
         Command::Status { json } => status::status(json),
         Command::Daemon(cmd) => daemon::daemon(&cmd),
+        Command::Events { json } => events::events(json),
     }
 }
 

@@ -25,6 +25,11 @@ pub fn status(json: bool) -> Result<(), CliError> {
             "socket": s.socket,
             "log_file": s.log_file,
             "connections": s.connections,
+            "watched": s.watched,
+            "watch_note": s.watch_note,
+            "contexts": s.contexts.iter().map(|c| serde_json::json!({
+                "cwd": c.cwd, "tool": c.tool, "errors": c.errors, "warnings": c.warnings, "idle_secs": c.idle_secs,
+            })).collect::<Vec<_>>(),
             "keychain": {
                 "backend": s.keychain.backend,
                 "durable": s.keychain.durable,
@@ -46,6 +51,20 @@ pub fn status(json: bool) -> Result<(), CliError> {
         if s.keychain.durable { "" } else { " (not durable: keys are lost at reboot)" },
     );
     if let Some(note) = &s.keychain.note {
+        let _ = writeln!(text, "           {note}");
+    }
+    if !s.contexts.is_empty() {
+        let _ = writeln!(text, "  contexts");
+        for c in &s.contexts {
+            let state = match (c.errors, c.warnings) {
+                (0, 0) => "ok".to_owned(),
+                (e, w) => format!("{e} errors, {w} warnings"),
+            };
+            let _ = writeln!(text, "           {} in {}: {state}", c.tool, c.cwd);
+        }
+    }
+    let _ = writeln!(text, "  watching {} files", s.watched.len());
+    if let Some(note) = &s.watch_note {
         let _ = writeln!(text, "           {note}");
     }
     out(&text)

@@ -1,0 +1,365 @@
+//! Watching: keep every context a client asked about resolved as its files change.
+//!
+//! A *context* is a directory plus a host tool (`qwen-code in /work/proj`). Each resolution
+//! reports the files it read or could read (settings layers, every directory of the `.env`
+//! walk-up, home files, OpenClaw's files); we watch the nearest existing parent directory of each,
+//! non-recursively, and filter events by path (editors and Qwen Code save by temp file + rename,
+//! which a directory watch sees; `.orig`, `.corrupted` and editor temp files never match a
+//! watched path). A change is debounced (~50 ms), hashed (a no-op rewrite does nothing), and the
+//! contexts that read the file are re-resolved at once; changes in their findings are broadcast
+//! to `qwen-env events`.
+//!
+//! Correctness never depends on the watcher: the parse cache checks file metadata on every
+//! request, so if the inotify limit is hit the next command still sees every change. Idle
+//! contexts are dropped after [`CONTEXT_TTL`], lazily, so an idle daemon has no timers.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notify::Watcher as _;
+use qwen_env_proto::{CallerContext, ContextInfo, EventInfo, Finding, Severity};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::State;
+
+/// Contexts nobody asked about for this long are dropped, and so are their watches.
+pub const CONTEXT_TTL: Duration = Duration::from_secs(60 * 60);
+/// Events closer together than this are handled as one change.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Default cap on watched directories (`QWEN_ENV_MAX_WATCHES` overrides it).
+const DEFAULT_MAX_WATCHES: usize = 4096;
+
+type Hash = Option<[u8; 32]>;
+
+/// The watcher's shared state.
+pub struct Watcher {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<EventInfo>,
+}
+
+struct Inner {
+    notify: Option<notify::RecommendedWatcher>,
+    /// Why watching is degraded, if it is.
+    note: Option<String>,
+    max_dirs: usize,
+    /// Directories watched now.
+    dirs: BTreeSet<PathBuf>,
+    /// Every file some context depends on, with its last known content hash.
+    files: HashMap<PathBuf, Hash>,
+    contexts: HashMap<(String, String), Context>,
+    last_expiry: Instant,
+}
+
+struct Context {
+    caller: CallerContext,
+    files: Vec<PathBuf>,
+    findings: Vec<Finding>,
+    last_used: Instant,
+}
+
+impl Watcher {
+    /// A watcher whose raw events go to `raw`. If the OS watcher cannot start, watching is
+    /// degraded (noted in `status`) and the daemon still works.
+    pub fn new(raw: mpsc::UnboundedSender<PathBuf>) -> Arc<Self> {
+        let handler = move |res: notify::Result<notify::Event>| match res {
+            Ok(event) => {
+                for path in event.paths {
+                    let _ = raw.send(path);
+                }
+            }
+            Err(e) => tracing::warn!(cause = %e, "file watcher error"),
+        };
+        let (notify, note) = match notify::recommended_watcher(handler) {
+            Ok(w) => (Some(w), None),
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot start the file watcher");
+                (
+                    None,
+                    Some(format!(
+                        "file watching is off ({e}); changes are seen on the next command"
+                    )),
+                )
+            }
+        };
+        let max_dirs = std::env::var("QWEN_ENV_MAX_WATCHES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_WATCHES);
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                notify,
+                note,
+                max_dirs,
+                dirs: BTreeSet::new(),
+                files: HashMap::new(),
+                contexts: HashMap::new(),
+                last_expiry: Instant::now(),
+            }),
+            events: broadcast::channel(1024).0,
+        })
+    }
+
+    /// Records that a client resolved `caller` and the result depended on `files`.
+    pub fn track(
+        &self,
+        caller: &CallerContext,
+        tool: &str,
+        files: &[PathBuf],
+        findings: &[Finding],
+    ) {
+        let mut inner = self.inner.lock().expect("watcher lock");
+        let key = (caller.cwd.clone(), tool.to_owned());
+        let unchanged = inner.contexts.get(&key).is_some_and(|c| c.files == files);
+        inner.contexts.insert(
+            key,
+            Context {
+                caller: caller.clone(),
+                files: files.to_vec(),
+                findings: findings.to_vec(),
+                last_used: Instant::now(),
+            },
+        );
+        let expired = inner.expire();
+        if !unchanged || expired {
+            inner.sync();
+        }
+    }
+
+    /// Why watching is degraded, if it is.
+    pub fn note(&self) -> Option<String> {
+        self.inner.lock().expect("watcher lock").note.clone()
+    }
+
+    /// Watched files and contexts, for `status`.
+    pub fn status(&self) -> (Vec<String>, Vec<ContextInfo>, Option<String>) {
+        let inner = self.inner.lock().expect("watcher lock");
+        let mut files: Vec<String> = inner.files.keys().map(|p| p.display().to_string()).collect();
+        files.sort();
+        let mut contexts: Vec<ContextInfo> = inner
+            .contexts
+            .iter()
+            .map(|((cwd, tool), c)| ContextInfo {
+                cwd: cwd.clone(),
+                tool: tool.clone(),
+                errors: count(&c.findings, Severity::Error),
+                warnings: count(&c.findings, Severity::Warning),
+                idle_secs: c.last_used.elapsed().as_secs(),
+            })
+            .collect();
+        contexts.sort_by(|a, b| (&a.cwd, &a.tool).cmp(&(&b.cwd, &b.tool)));
+        (files, contexts, inner.note.clone())
+    }
+
+    /// A stream of events for `qwen-env events`.
+    pub fn subscribe(&self) -> broadcast::Receiver<EventInfo> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: EventInfo) {
+        tracing::debug!(kind = %event.kind, message = %event.message, "event");
+        let _ = self.events.send(event);
+    }
+
+    /// Files whose content changed among those an event at `path` concerns: the file itself, or
+    /// every watched file below a directory that appeared, vanished or was renamed.
+    fn changed(&self, paths: &BTreeSet<PathBuf>) -> Vec<(PathBuf, Hash)> {
+        let mut inner = self.inner.lock().expect("watcher lock");
+        let mut changed = Vec::new();
+        let mut moved = false;
+        let candidates: Vec<PathBuf> = inner
+            .files
+            .keys()
+            .filter(|f| paths.iter().any(|p| f.as_path() == p || f.starts_with(p)))
+            .cloned()
+            .collect();
+        for file in candidates {
+            moved |= !paths.contains(&file);
+            let now = hash_file(&file);
+            let before = inner.files.insert(file.clone(), now);
+            if before != Some(now) {
+                changed.push((file, now));
+            }
+        }
+        if moved || !changed.is_empty() {
+            // A directory on the way to a watched file appeared or vanished: move the watch.
+            inner.sync();
+        }
+        changed
+    }
+
+    /// The contexts that depend on any of `files`.
+    fn dependents(&self, files: &[PathBuf]) -> Vec<CallerContext> {
+        let inner = self.inner.lock().expect("watcher lock");
+        inner
+            .contexts
+            .values()
+            .filter(|c| c.files.iter().any(|f| files.contains(f)))
+            .map(|c| c.caller.clone())
+            .collect()
+    }
+
+    /// The findings last recorded for a context.
+    fn findings_of(&self, cwd: &str, tool: &str) -> Option<Vec<Finding>> {
+        let inner = self.inner.lock().expect("watcher lock");
+        inner.contexts.get(&(cwd.to_owned(), tool.to_owned())).map(|c| c.findings.clone())
+    }
+
+    /// Updates a context after a re-resolution, without counting it as use.
+    fn refresh(&self, caller: &CallerContext, tool: &str, files: &[PathBuf], findings: &[Finding]) {
+        let mut inner = self.inner.lock().expect("watcher lock");
+        let key = (caller.cwd.clone(), tool.to_owned());
+        let Some(c) = inner.contexts.get_mut(&key) else { return };
+        c.findings = findings.to_vec();
+        if c.files != files {
+            c.files = files.to_vec();
+            inner.sync();
+        }
+    }
+}
+
+impl Inner {
+    /// Drops contexts idle for longer than [`CONTEXT_TTL`]; checked at most once a minute.
+    fn expire(&mut self) -> bool {
+        if self.last_expiry.elapsed() < Duration::from_secs(60) {
+            return false;
+        }
+        self.last_expiry = Instant::now();
+        let before = self.contexts.len();
+        self.contexts.retain(|_, c| c.last_used.elapsed() < CONTEXT_TTL);
+        before != self.contexts.len()
+    }
+
+    /// Makes the watched directories match what the contexts need.
+    fn sync(&mut self) {
+        let wanted_files: BTreeSet<PathBuf> =
+            self.contexts.values().flat_map(|c| c.files.iter().cloned()).collect();
+        self.files.retain(|f, _| wanted_files.contains(f));
+        for f in &wanted_files {
+            if !self.files.contains_key(f) {
+                self.files.insert(f.clone(), hash_file(f));
+            }
+        }
+        let wanted_dirs: BTreeSet<PathBuf> =
+            wanted_files.iter().filter_map(|f| nearest_dir(f)).collect();
+        let Some(notify) = self.notify.as_mut() else { return };
+        for gone in self.dirs.difference(&wanted_dirs).cloned().collect::<Vec<_>>() {
+            let _ = notify.unwatch(&gone);
+            self.dirs.remove(&gone);
+        }
+        for dir in wanted_dirs.difference(&self.dirs.clone()) {
+            if self.dirs.len() >= self.max_dirs {
+                self.note = Some(limit_note());
+                break;
+            }
+            match notify.watch(dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(dir.clone());
+                }
+                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    self.note = Some(limit_note());
+                    break;
+                }
+                Err(e) => tracing::debug!(dir = %dir.display(), cause = %e, "cannot watch"),
+            }
+        }
+        if self.note.is_some() {
+            tracing::warn!(
+                watched = self.dirs.len(),
+                "watch limit reached; falling back to checking files on each request"
+            );
+        }
+    }
+}
+
+fn limit_note() -> String {
+    "the inotify watch limit is reached: changes are seen on the next command instead of at once; \
+     raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (and persist it in \
+     /etc/sysctl.d/)"
+        .to_owned()
+}
+
+/// The closest existing directory at or above `file`'s parent.
+fn nearest_dir(file: &Path) -> Option<PathBuf> {
+    let mut dir = file.parent()?;
+    loop {
+        if dir.is_dir() {
+            return Some(dir.to_owned());
+        }
+        dir = dir.parent()?;
+    }
+}
+
+fn hash_file(path: &Path) -> Hash {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+fn count(findings: &[Finding], severity: Severity) -> u32 {
+    u32::try_from(findings.iter().filter(|f| f.severity == severity).count()).unwrap_or(u32::MAX)
+}
+
+/// Handles raw events for the daemon's life: debounce, hash, re-resolve, broadcast.
+pub async fn run(state: Arc<State>, mut raw: mpsc::UnboundedReceiver<PathBuf>) {
+    while let Some(first) = raw.recv().await {
+        let mut paths = BTreeSet::from([first]);
+        let deadline = tokio::time::Instant::now() + DEBOUNCE;
+        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, raw.recv()).await {
+            paths.insert(p);
+        }
+        let watcher = &state.watcher;
+        let changed = watcher.changed(&paths);
+        if changed.is_empty() {
+            continue;
+        }
+        for (file, hash) in &changed {
+            let (kind, verb) = if hash.is_some() {
+                ("file-changed", "changed")
+            } else {
+                ("file-removed", "removed")
+            };
+            watcher.emit(EventInfo {
+                time: crate::handler::now(),
+                kind: kind.to_owned(),
+                path: Some(file.display().to_string()),
+                context: None,
+                message: format!("{} {verb}", file.display()),
+                findings: Vec::new(),
+            });
+        }
+        let files: Vec<PathBuf> = changed.into_iter().map(|(f, _)| f).collect();
+        for caller in watcher.dependents(&files) {
+            re_resolve(&state, &caller).await;
+        }
+    }
+}
+
+/// Re-resolves one context and reports when its findings changed.
+async fn re_resolve(state: &State, caller: &CallerContext) {
+    let view = state.keys.view().await;
+    let ask = crate::resolution::Ask {
+        caller,
+        as_is: false,
+        bare: false,
+        with: &[],
+        profile: None,
+        variables: &[],
+    };
+    let out = state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
+    let tool = out.resolution.tool.clone();
+    let before = state.watcher.findings_of(&caller.cwd, &tool).unwrap_or_default();
+    let after = out.resolution.findings;
+    state.watcher.refresh(caller, &tool, &out.watched, &after);
+    if before != after {
+        let (e, w) = (count(&after, Severity::Error), count(&after, Severity::Warning));
+        state.watcher.emit(EventInfo {
+            time: crate::handler::now(),
+            kind: "findings-changed".to_owned(),
+            path: None,
+            context: Some(format!("{tool} in {}", caller.cwd)),
+            message: format!("{tool} in {}: {e} errors, {w} warnings", caller.cwd),
+            findings: after,
+        });
+    }
+}
