@@ -103,6 +103,21 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move literal keys from settings, .env and OpenClaw files into the keychain.
+    Import {
+        /// Also remove each imported key from its file (a backup is kept beside it).
+        #[arg(long)]
+        scrub: bool,
+        /// Replace a different value that the keychain already holds.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON (`"schema": 1`).
+        #[arg(long)]
+        json: bool,
+        /// Only these files (default: every file Qwen Code and OpenClaw read here).
+        #[arg(value_name = "PATH")]
+        paths: Vec<std::path::PathBuf>,
+    },
     /// Delete a stored key.
     Rm {
         /// The key's name.

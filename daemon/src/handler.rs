@@ -26,6 +26,10 @@ pub async fn handle(request: Request, state: &State) -> Response {
         Request::Resolve(req) => Ok(Response::Resolved(Box::new(resolve(state, &req).await))),
         // Streamed by the connection itself (server.rs); never dispatched here.
         Request::Events => Err(KeyError::Invalid("events are streamed, not answered".to_owned())),
+        Request::KeyImport(req) => crate::import::import(state, &req)
+            .await
+            .map(Response::Imported)
+            .map_err(KeyError::Invalid),
     };
     result.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "request failed");

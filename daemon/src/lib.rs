@@ -4,7 +4,8 @@
 //!
 //! - [`paths`]: private directories (create 0700, refuse unsafe ones).
 //! - [`singleton`]: the pidfile lock that makes the daemon single-instance.
-//! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index.
+//! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index;
+//!   [`import`]: moves literal keys from files into the keychain.
 //! - [`resolution`]: feeds the pure resolver (parse cache, config, keychain view).
 //! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
 //! - [`watcher`]: re-resolves contexts when their files change; feeds `events`.
@@ -14,6 +15,7 @@
 
 pub mod handler;
 pub mod hardening;
+pub mod import;
 pub mod keychain;
 pub mod keys;
 pub mod logging;

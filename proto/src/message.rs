@@ -56,6 +56,41 @@ pub enum Request {
     /// Stream what the daemon notices (`qwen-env events`). Answered by a [`Response::Event`] for
     /// each change until the client disconnects.
     Events,
+    /// Move literal keys from the caller's files into the keychain (`qwen-env key import`).
+    /// Answered by [`Response::Imported`].
+    KeyImport(ImportRequest),
+}
+
+/// Parameters of `Request::KeyImport`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImportRequest {
+    /// Who asks and where: without `paths`, the files its resolution reads are searched.
+    pub caller: CallerContext,
+    /// Only these files (absolute paths).
+    pub paths: Vec<String>,
+    /// Remove each imported literal from its file (a backup is kept beside it).
+    pub scrub: bool,
+    /// Replace a different value already in the keychain.
+    pub force: bool,
+}
+
+/// What `key import` did with one literal key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportItem {
+    /// The variable it feeds (the keychain entry).
+    pub name: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Masked display.
+    pub masked: String,
+    /// Where it was found.
+    pub location: String,
+    /// Whether it is in the keychain now.
+    pub stored: bool,
+    /// Whether it was removed from its file.
+    pub scrubbed: bool,
+    /// What happened, for people (and why, when nothing did).
+    pub note: String,
 }
 
 /// A response from the daemon.
@@ -87,6 +122,8 @@ pub enum Response {
     Resolved(Box<Resolution>),
     /// One of the stream of responses to `Request::Events`.
     Event(EventInfo),
+    /// Response for `Request::KeyImport`: one item per literal found.
+    Imported(Vec<ImportItem>),
 }
 
 /// Something the daemon noticed: a watched file changed, or a context's findings changed.
@@ -397,6 +434,15 @@ mod tests {
         let cases: Vec<(Request, &str)> = vec![
             (Request::Shutdown, "00"),
             (Request::Events, "07"),
+            (
+                Request::KeyImport(ImportRequest {
+                    caller: caller(),
+                    paths: vec!["/p".into()],
+                    scrub: true,
+                    force: false,
+                }),
+                "08012f01017101014b015601022f700100",
+            ),
             (Request::Status, "01"),
             (
                 Request::KeySet { name: "K".into(), value: SecretValue::new("s".into()) },
@@ -442,6 +488,18 @@ mod tests {
         };
         let cases: Vec<(Response, &str)> = vec![
             (Response::ShuttingDown, "00"),
+            (
+                Response::Imported(vec![ImportItem {
+                    name: "K".into(),
+                    fingerprint: "f".into(),
+                    masked: "m".into(),
+                    location: "l".into(),
+                    stored: true,
+                    scrubbed: false,
+                    note: "n".into(),
+                }]),
+                "0901014b0166016d016c0100016e",
+            ),
             (
                 Response::Event(EventInfo {
                     time: 1,

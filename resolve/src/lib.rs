@@ -17,6 +17,7 @@ pub mod config;
 pub mod dotenv;
 pub mod envfiles;
 pub mod generic;
+pub mod import;
 pub mod jsonc;
 pub mod mask;
 pub mod openclaw;

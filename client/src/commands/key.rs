@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Read};
 
-use qwen_env_proto::{KeyInfo, Request, Response, SecretValue};
+use qwen_env_proto::{ImportRequest, KeyInfo, Request, Response, SecretValue};
 
 use super::{age, ask, now, unexpected};
 use crate::cli::KeyCommand;
@@ -14,6 +14,7 @@ pub fn key(cmd: KeyCommand) -> Result<(), CliError> {
     match cmd {
         KeyCommand::Set { name } => set(name),
         KeyCommand::Ls { json } => ls(json),
+        KeyCommand::Import { scrub, force, json, paths } => import(scrub, force, json, &paths),
         KeyCommand::Rm { name } => match ask(&Request::KeyRemove { name: name.clone() })? {
             Response::Removed { name } => out(&format!("removed {name}\n")),
             other => Err(unexpected(&other)),
@@ -92,6 +93,55 @@ fn ls(json: bool) -> Result<(), CliError> {
         );
     }
     out(&text)
+}
+
+fn import(
+    scrub: bool,
+    force: bool,
+    json: bool,
+    paths: &[std::path::PathBuf],
+) -> Result<(), CliError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let paths = paths.iter().map(|p| cwd.join(p).display().to_string()).collect();
+    let caller = super::run::caller_context(&[])?;
+    let request = Request::KeyImport(ImportRequest { caller, paths, scrub, force });
+    let items = match ask(&request)? {
+        Response::Imported(items) => items,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        let list: Vec<_> = items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "name": i.name, "fingerprint": i.fingerprint, "masked": i.masked,
+                    "location": i.location, "stored": i.stored, "scrubbed": i.scrubbed, "note": i.note,
+                })
+            })
+            .collect();
+        out(&format!("{:#}\n", serde_json::json!({ "schema": 1, "imported": list })))?;
+    } else if items.is_empty() {
+        out("no literal keys found in the files Qwen Code and OpenClaw read here\n")?;
+    } else {
+        let mut text = String::new();
+        for i in &items {
+            let _ = writeln!(
+                text,
+                "{} {} ({}) from {}\n  {}",
+                i.name, i.masked, i.fingerprint, i.location, i.note
+            );
+        }
+        if !scrub && items.iter().any(|i| i.stored) {
+            text.push_str(
+                "the files still hold the keys: run `qwen-env key import --scrub` to remove them\n",
+            );
+        }
+        out(&text)?;
+    }
+    if items.iter().any(|i| !i.stored || (scrub && !i.scrubbed)) {
+        return Err(CliError::silent(1));
+    }
+    Ok(())
 }
 
 fn key_json(k: &KeyInfo, now: u64) -> serde_json::Value {
