@@ -18,7 +18,9 @@
 //! Qwen Code comes from `.ci/install-qwen.sh` (`QWEN_ENV_QWEN_DIR`, default
 //! `~/.cache/qwen-env-ci/qwen`). Without it the suite fails when `CI=true` and skips loudly
 //! otherwise. The client is `target/debug/qwen-env`, found next to this test executable; without
-//! it (outside CI) only the `expect` half runs.
+//! it (outside CI) only the `expect` half runs. `QWEN_ENV_BIN` points at another client binary;
+//! `QWEN_ENV_DIFF_FILTER=SUBSTRING` runs only the cases whose name contains it. Run with
+//! `-- --nocapture` to see, per case, the prediction and what arrived.
 //!
 //! Isolation per case: `env_clear()`, then HOME, XDG_RUNTIME_DIR/CONFIG/DATA/STATE/CACHE_HOME and
 //! TMPDIR in a fresh temp dir, a minimal PATH, `QWEN_ENV_NAMESPACE` unique per case,
