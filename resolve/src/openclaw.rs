@@ -284,7 +284,7 @@ pub fn resolve(
                 "plaintext-secret",
                 Severity::Warning,
                 format!("a literal key in {label} models.providers.qwen.apiKey"),
-                format!("qwen-env key set QWEN_API_KEY, then remove apiKey from {label}"),
+                format!("qwen-env key import --scrub (stores it as QWEN_API_KEY in the keychain and removes apiKey from {label})"),
                 Some(label.clone()),
             ));
             plaintext_files.push((label.clone(), oc.config.as_ref().and_then(|f| f.mode)));
@@ -329,7 +329,7 @@ pub fn resolve(
                     Severity::Warning,
                     format!("a literal key {} in {}", e.key, f.label),
                     format!(
-                        "qwen-env key set {}, then delete line {} of {}",
+                        "qwen-env key import --scrub (stores {} in the keychain and deletes line {} of {})",
                         e.key, e.line, f.label
                     ),
                     Some(format!("{}:{}", f.label, e.line)),

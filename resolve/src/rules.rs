@@ -655,7 +655,7 @@ fn plaintext_rules(o: &Outcome, src: &Sources, out: &mut Vec<Finding>) {
                 "plaintext-secret",
                 Severity::Warning,
                 format!("a literal key in {path} ({} settings)", l.scope.name()),
-                format!("qwen-env key set {name}, then remove {path} from {}", l.file.label),
+                format!("qwen-env key import --scrub (stores it as {name} in the keychain and removes {path} from {})", l.file.label),
                 Some(loc.clone()),
             ));
         }
@@ -676,7 +676,7 @@ fn plaintext_rules(o: &Outcome, src: &Sources, out: &mut Vec<Finding>) {
                     Severity::Warning,
                     format!("a literal key {} in {}", e.key, f.label),
                     format!(
-                        "qwen-env key set {}, then delete line {} of {}",
+                        "qwen-env key import --scrub (stores {} in the keychain and deletes line {} of {})",
                         e.key, e.line, f.label
                     ),
                     Some(format!("{}:{}", f.label, e.line)),
