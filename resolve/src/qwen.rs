@@ -244,6 +244,11 @@ pub struct Outcome {
 }
 
 /// Shows secrets: masked value and fingerprint, keychain placeholders through their metadata.
+/// A header value as it goes on the wire: HTTP whitespace at both ends removed.
+pub fn wire_trim(value: &str) -> &str {
+    value.trim_matches([' ', '\t', '\r', '\n'])
+}
+
 pub trait Shower {
     /// `(masked, fingerprint)` of a secret value.
     fn show(&self, value: &str) -> (String, String);
@@ -271,7 +276,9 @@ fn field(cands: &[Cand], shower: &dyn Shower, variable: Option<String>) -> (Opti
     let win = cands.iter().position(|c| c.ok);
     let show = |c: &Cand| -> (Option<String>, Option<String>) {
         if c.secret {
-            let (m, fp) = shower.show(&c.value);
+            // Show the key as it reaches the server: HTTP strips leading and trailing spaces,
+            // tabs, CR and LF from header values (verified by the differential suite).
+            let (m, fp) = shower.show(wire_trim(&c.value));
             (Some(m), Some(fp))
         } else {
             (Some(c.value.clone()), None)
