@@ -17,8 +17,16 @@ use tokio::sync::Notify;
 /// Every keychain call gives up after this long.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Cached values are dropped (and zeroized) after this long without use.
+/// Cached values are dropped (and zeroized) after this long without use
+/// (`QWEN_ENV_CACHE_IDLE_SECS` overrides it).
 pub const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
+
+fn cache_idle() -> Duration {
+    std::env::var("QWEN_ENV_CACHE_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(CACHE_IDLE, Duration::from_secs)
+}
 
 /// Keychain failures, worded to say what to do.
 #[derive(Debug, thiserror::Error)]
@@ -135,12 +143,17 @@ impl Keychain {
     /// Drops cached values idle for longer than [`CACHE_IDLE`]; sleeps while the cache is empty,
     /// so an idle daemon has no periodic wake-ups. Runs for the daemon's life.
     pub async fn purge_idle_loop(self: Arc<Self>) {
+        let idle = cache_idle();
         loop {
             let next = {
                 let mut cache = self.cache.lock().expect("cache lock");
                 let now = Instant::now();
-                cache.retain(|_, (_, used)| now.duration_since(*used) < CACHE_IDLE);
-                cache.values().map(|(_, used)| *used + CACHE_IDLE).min()
+                let before = cache.len();
+                cache.retain(|_, (_, used)| now.duration_since(*used) < idle);
+                if cache.len() < before {
+                    tracing::debug!(dropped = before - cache.len(), "dropped idle cached secrets");
+                }
+                cache.values().map(|(_, used)| *used + idle).min()
             };
             match next {
                 Some(at) => tokio::time::sleep_until(at.into()).await,

@@ -7,6 +7,7 @@
 //! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index;
 //!   [`import`]: moves literal keys from files into the keychain.
 //! - [`resolution`]: feeds the pure resolver (parse cache, config, keychain view).
+//! - [`lineage`]: refuses keys to processes that `run` started.
 //! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
 //! - [`watcher`]: re-resolves contexts when their files change; feeds `events`.
 //! - [`ready`]: the typed startup report the client waits for.
@@ -18,6 +19,7 @@ pub mod hardening;
 pub mod import;
 pub mod keychain;
 pub mod keys;
+pub mod lineage;
 pub mod logging;
 pub mod paths;
 pub mod ready;
@@ -53,6 +55,8 @@ pub struct State {
     pub resolver: resolution::Resolver,
     /// Watches the files behind every context clients asked about.
     pub watcher: Arc<watcher::Watcher>,
+    /// Processes that received keys through `run`.
+    pub lineage: lineage::Lineage,
     /// Set to `true` to shut down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -112,6 +116,7 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         connections: AtomicU64::new(0),
         resolver: resolution::Resolver::new(dirs.config_file()),
         watcher: watcher::Watcher::new(raw_events),
+        lineage: lineage::Lineage::default(),
         shutdown: shutdown_tx,
     });
     let result = runtime.block_on(async {

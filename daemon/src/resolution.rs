@@ -103,6 +103,11 @@ impl Resolver {
         Outcome { resolution, plan, watched }
     }
 
+    /// Whether the config allows processes started by `run` to ask for keys themselves.
+    pub fn allow_nesting(&self) -> bool {
+        self.config().0.allow_nesting
+    }
+
     /// The current config, re-read when the file changed. A config that does not parse keeps
     /// the last good one and yields a finding.
     fn config(&self) -> (Config, Option<Finding>) {

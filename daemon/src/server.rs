@@ -127,7 +127,9 @@ async fn connection(stream: UnixStream, state: &State) -> Result<(), String> {
             return stream_events(&mut conn, state).await;
         }
         let shutting_down = request == Request::Shutdown;
-        let response = crate::handler::handle(request, state).await;
+        let response =
+            crate::handler::handle(request, state, peer.pid().and_then(|p| u32::try_from(p).ok()))
+                .await;
         send(&mut conn, &response).await?;
         if shutting_down {
             tracing::info!("shutdown requested by a client");

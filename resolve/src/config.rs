@@ -16,6 +16,8 @@ pub struct Config {
     pub profile: BTreeMap<String, Profile>,
     /// Keys injected for commands that are neither Qwen Code nor OpenClaw.
     pub generic: Profile,
+    /// Let processes started by `qwen-env run` (and their children) ask for keys themselves.
+    pub allow_nesting: bool,
 }
 
 /// A named set of keychain entries.
@@ -33,6 +35,7 @@ impl Default for Config {
             rotate_after_days: 90,
             profile: BTreeMap::new(),
             generic: Profile::default(),
+            allow_nesting: false,
         }
     }
 }
