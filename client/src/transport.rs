@@ -79,8 +79,14 @@ impl Client {
                         return Ok(());
                     }
                 }
-                Err(FrameError::Closed) => return Ok(()),
-                Err(e) => return Err(CliError::daemon(format!("the event stream broke: {e}"))),
+                // Streams end only when the daemon does.
+                Err(FrameError::Closed | FrameError::Truncated) => {
+                    return Err(CliError::daemon(
+                        "the daemon closed the stream (it stopped or was restarted); run the \
+                         command again to start a fresh one",
+                    ));
+                }
+                Err(e) => return Err(CliError::daemon(format!("the stream broke: {e}"))),
             }
         }
     }

@@ -23,8 +23,19 @@ use crate::State;
 pub const MAX_CONNECTIONS: usize = 256;
 /// A client must say hello this quickly.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection idle (or stalled mid-frame) this long is closed.
+/// A connection idle (or stalled mid-frame) this long is closed (`QWEN_ENV_IDLE_TIMEOUT_SECS`
+/// overrides it, for tests and odd setups).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn idle_timeout() -> Duration {
+    static IDLE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *IDLE.get_or_init(|| {
+        std::env::var("QWEN_ENV_IDLE_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(IDLE_TIMEOUT, Duration::from_secs)
+    })
+}
 /// On shutdown, connections get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -109,7 +120,7 @@ async fn connection(stream: UnixStream, state: &State) -> Result<(), String> {
     send(&mut conn, &welcome).await?;
     let compatible = hello.protocol == PROTOCOL_VERSION;
     loop {
-        let request: Request = match read(&mut conn, IDLE_TIMEOUT).await {
+        let request: Request = match read(&mut conn, idle_timeout()).await {
             Ok(r) => r,
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return Err(e.to_string()),
@@ -190,7 +201,8 @@ async fn read<T: serde::de::DeserializeOwned>(
 
 async fn send<T: serde::Serialize>(conn: &mut Conn, msg: &T) -> Result<(), String> {
     let body = codec::encode(msg);
-    let sent = tokio::time::timeout(IDLE_TIMEOUT, conn.send(bytes::Bytes::copy_from_slice(&body)));
+    let sent =
+        tokio::time::timeout(idle_timeout(), conn.send(bytes::Bytes::copy_from_slice(&body)));
     match sent.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("failed to send: {e}")),
