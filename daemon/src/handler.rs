@@ -55,7 +55,10 @@ fn refuse_nested(state: &State, peer_pid: Option<u32>) -> Option<Response> {
     Some(Response::Error {
         code: ErrorCode::Refused,
         message: format!(
-            "refusing to hand out keys: this process descends from `{name}` (pid {pid}), which              `qwen-env run` started with keys, and a tool (an AI agent) must not be able to fetch              keys it was not given; run qwen-env from your own shell, or set              `allow_nesting = true` in qwen-env's config.toml to allow it"
+            "refusing to hand out keys: this process descends from `{name}` (pid {pid}), which \
+             `qwen-env run` started with keys, and a tool (an AI agent) must not be able to fetch \
+             keys it was not given; run qwen-env from your own shell, or set \
+             `allow_nesting = true` in qwen-env's config.toml to allow it"
         ),
     })
 }

@@ -181,6 +181,13 @@ impl TestEnv {
         wait_until(limit, || !self.daemon_running())
     }
 
+    /// Writes qwen-env's own `config.toml`.
+    pub fn write_config(&self, text: &str) {
+        let path = self.root.path().join("config/qwen-env/config.toml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()

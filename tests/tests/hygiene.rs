@@ -30,9 +30,7 @@ fn a_process_started_by_run_cannot_fetch_other_keys() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), OTHER, "{}", describe(&out));
 
     // The user may allow nesting in the config.
-    let cfg = env.root.path().join("config/qwen-env/config.toml");
-    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
-    std::fs::write(&cfg, "allow_nesting = true\n").unwrap();
+    env.write_config("allow_nesting = true\n");
     let out = env.run(&["run", "--with", "GIVEN_API_KEY", "--", "sh", "-c", &inner]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(OTHER), "{}", describe(&out));
 }
