@@ -103,7 +103,7 @@ fn rewrite_files(dirs: &[PathBuf], stop: &AtomicBool) {
         let tmp = dir.join(".env.tmp");
         let _ = std::fs::write(&tmp, format!("LOG={n}\nOPENAI_MODEL=m{}\n", n % 7));
         let _ = std::fs::rename(&tmp, dir.join(".env"));
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             let s = dir.join(".qwen/settings.json");
             if let Ok(text) = std::fs::read_to_string(&s) {
                 let _ = std::fs::write(&s, format!("{text}\n"));
@@ -139,7 +139,7 @@ fn client(
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // Reconnect now and then, so accept and close are soaked too.
-        if conn.is_none() || i % 50 == 0 {
+        if conn.is_none() || i.is_multiple_of(50) {
             match connect(socket) {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
