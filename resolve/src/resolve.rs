@@ -150,7 +150,17 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
     let env_view: EnvView;
     match src.host {
         Host::Qwen => {
-            let args: &[String] = p.caller.argv.get(1..).unwrap_or(&[]);
+            let all_args: &[String] = p.caller.argv.get(1..).unwrap_or(&[]);
+            // Under `run --bare` the triple comes from the normal resolution, even when the user
+            // also typed `--bare` for Qwen Code (which is then not added a second time).
+            let user_bare = all_args.iter().any(|a| a == "--bare");
+            let stripped: Vec<String>;
+            let args: &[String] = if p.bare && !p.as_is && user_bare {
+                stripped = all_args.iter().filter(|a| *a != "--bare").cloned().collect();
+                &stripped
+            } else {
+                all_args
+            };
             let mut out;
             let mut guard = 0;
             loop {
@@ -205,7 +215,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             rules::qwen(&out, src, key_plain, &mut findings);
             [res.auth_type, res.model, res.base_url, res.api_key] = out.fields.clone();
             if p.bare && !p.as_is {
-                bare_plan(&out, &mut plan);
+                bare_plan(&out, user_bare, &mut plan);
             }
             env_view = out.env;
         }
@@ -340,9 +350,9 @@ fn var_field(env: &EnvView, name: &str, shower: &dyn Shower) -> Field {
 /// `--bare` (HOST_TOOLS.md "Broker recipe"): Qwen Code then reads neither settings nor `.env`,
 /// so the key, base URL and model of the normal resolution are handed over as the protocol's
 /// variables, and the SDK's organisation headers are removed.
-fn bare_plan(out: &qwen::Outcome, plan: &mut Plan) {
+fn bare_plan(out: &qwen::Outcome, user_bare: bool, plan: &mut Plan) {
     let Some(t) = out.auth else { return };
-    if !out.flags.bare {
+    if !user_bare {
         plan.extra_args.push("--bare".into());
     }
     if t == AuthType::OpenaiResponses && out.flags.auth_type.is_none() {

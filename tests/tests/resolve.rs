@@ -302,6 +302,16 @@ fn run_strict_refuses_on_errors_and_bare_hands_over_the_triple() {
     assert!(stdout.contains(&format!("OPENAI_BASE_URL={INTL}")), "{stdout}");
     assert!(stdout.contains("OPENAI_MODEL=qwen3-coder-plus"), "{stdout}");
     assert!(stdout.contains("OPENAI_ORG_ID=<unset>"), "{stdout}");
+
+    // The user's own --bare is neither duplicated nor allowed to hide the configuration.
+    let out = env
+        .client(&["run", "--bare", "--", "qwen", "--bare", "-p", "hi"])
+        .current_dir(&proj)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("args=--bare -p hi\n"), "{stdout}");
+    assert!(stdout.contains("OPENAI_API_KEY=sk-keychain000000000000004"), "{stdout}");
 }
 
 #[test]
