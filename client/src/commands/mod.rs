@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+mod completions;
 mod daemon;
 mod explain;
+mod hook;
 mod key;
 mod run;
 mod status;
@@ -20,6 +22,14 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Key(cmd) => key::key(cmd),
         Command::Status { json } => status::status(json),
         Command::Daemon(cmd) => daemon::daemon(&cmd),
+        Command::Hook { shell } => hook::hook(shell),
+        Command::HookStatus => {
+            hook::hook_status();
+            Ok(())
+        }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
+        Command::Service(cmd) => crate::service::service(&cmd),
     }
 }
 
