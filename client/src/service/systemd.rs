@@ -23,12 +23,13 @@ enum Manager {
 
 fn manager() -> Manager {
     if super::manager_disabled() {
-        return Manager::Absent("QWEN_ENV_SERVICE_MANAGER=none".to_owned());
+        return Manager::Absent("QWEN_ENV_SERVICE_MANAGER=none: systemd is not asked".to_owned());
     }
     // sd_booted(3): systemd is PID 1 exactly when this directory exists.
     if !std::path::Path::new("/run/systemd/system").is_dir() {
         return Manager::Absent(
-            "systemd is not PID 1 here (no /run/systemd/system), as in most containers".to_owned(),
+            "systemd is not running here (no /run/systemd/system; most containers are like this)"
+                .to_owned(),
         );
     }
     match systemctl(&["show-environment"]) {
@@ -69,7 +70,7 @@ pub fn install() -> Result<(), CliError> {
         Manager::Absent(why) => {
             let _ = write!(
                 text,
-                "systemd is not running ({why}), so nothing will start these units.\n\
+                "{why}, so nothing will start these units.\n\
                  qwen-env still starts the daemon on demand. To start it at login instead, add this \
                  line to your shell profile (~/.profile):\n    qwen-env daemon start >/dev/null\n"
             );
@@ -135,7 +136,7 @@ pub fn status() -> Result<(), CliError> {
     }
     match manager() {
         Manager::Absent(why) => {
-            let _ = writeln!(text, "systemd: not running ({why}); nothing runs these units");
+            let _ = writeln!(text, "systemd: {why}; nothing runs these units");
         }
         Manager::Running => {
             // is-enabled and is-active print their answer and exit non-zero for "no".
