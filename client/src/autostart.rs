@@ -94,8 +94,9 @@ fn create_runtime_dir(dir: &Path) -> Result<(), CliError> {
     })
 }
 
-/// The daemon binary: `QWEN_ENV_DAEMON`, else `qwen-envd` beside this executable, else on PATH.
-fn daemon_path() -> PathBuf {
+/// The daemon binary: `QWEN_ENV_DAEMON`, else `qwen-envd` beside this executable, else the bare
+/// name `qwen-envd` (looked up on PATH when spawned). `service install` makes it absolute.
+pub fn daemon_path() -> PathBuf {
     if let Some(p) = std::env::var_os("QWEN_ENV_DAEMON").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }

@@ -37,6 +37,50 @@ pub enum Command {
     /// Start, stop or inspect the daemon.
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Print the shell integration: `eval "$(qwen-env hook bash)"` in ~/.bashrc (see README).
+    Hook {
+        /// The shell to print it for.
+        shell: HookShell,
+    },
+    /// The prompt hook's check: one line when this directory's setup has errors, else nothing.
+    /// Never starts the daemon, never fails, answers within a few milliseconds.
+    #[command(hide = true)]
+    HookStatus,
+    /// Print a completion script for SHELL to standard output.
+    Completions {
+        /// The shell to print it for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output: `qwen-env man > qwen-env.1`.
+    #[command(hide = true)]
+    Man,
+    /// Start the daemon at login: a systemd user unit, a launchd agent or a logon task.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+/// Shells `hook` supports.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookShell {
+    /// GNU Bash 4 and later.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish 3 and later.
+    Fish,
+    /// PowerShell 7 (pwsh) and Windows PowerShell 5.1.
+    #[value(alias = "pwsh")]
+    Powershell,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Install the login service and start it (systemd user units, launchd agent, logon task).
+    Install,
+    /// Stop the login service and remove its files.
+    Uninstall,
+    /// Say what is installed and whether the service manager runs it.
+    Status,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line; [`commands`]: one module per subcommand.
 //! - [`transport`]: the connection and handshake; [`autostart`]: start the daemon when needed.
 //! - [`exec`]: build the child's environment and exec it; [`render`]: human and JSON output.
+//! - [`shell`]: the `hook` scripts; [`service`]: the login-service units and their managers.
 //! - [`error`]: messages and exit codes.
 
 pub mod autostart;
@@ -13,6 +14,8 @@ pub mod commands;
 pub mod error;
 pub mod exec;
 pub mod render;
+pub mod service;
+pub mod shell;
 pub mod transport;
 
 use std::io::Write;

@@ -35,9 +35,20 @@ impl Client {
     /// Connects to the socket at `path`, checks the daemon runs as us, and shakes hands. On a
     /// protocol mismatch it sends `Shutdown` to the old daemon and reports `Mismatch`.
     pub fn connect(path: &Path) -> Result<Self, ConnectError> {
+        Self::open(path, REQUEST_TIMEOUT, true)
+    }
+
+    /// Connects with a short per-read timeout and no side effects: a daemon of another protocol
+    /// is left running (reported as `Mismatch`). For the prompt hook, which must never block a
+    /// prompt nor stop a daemon behind the user's back.
+    pub fn connect_quick(path: &Path, timeout: Duration) -> Result<Self, ConnectError> {
+        Self::open(path, timeout, false)
+    }
+
+    fn open(path: &Path, timeout: Duration, stop_old: bool) -> Result<Self, ConnectError> {
         let mut stream = UnixStream::connect(path).map_err(ConnectError::NotRunning)?;
-        stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(fail)?;
-        stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(fail)?;
+        stream.set_read_timeout(Some(timeout)).map_err(fail)?;
+        stream.set_write_timeout(Some(timeout)).map_err(fail)?;
         check_peer(&stream)?;
         codec::write_frame(
             &mut stream,
@@ -53,6 +64,9 @@ impl Client {
             other => ConnectError::Failed(format!("handshake failed: {other}")),
         })?;
         if welcome.protocol != PROTOCOL_VERSION {
+            if !stop_old {
+                return Err(ConnectError::Mismatch(welcome));
+            }
             // Index 0 of every protocol's Request is Shutdown.
             let _ = codec::write_frame(&mut stream, &Request::Shutdown);
             let _ = codec::read_frame::<_, Response>(&mut stream);

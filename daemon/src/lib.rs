@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`activation`]: the listening socket from systemd, when it started us.
 //! - [`paths`]: private directories (create 0700, refuse unsafe ones).
 //! - [`singleton`]: the pidfile lock that makes the daemon single-instance.
 //! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index;
@@ -14,6 +15,7 @@
 //!
 //! [`run`] wires them together for the binary; tests can call [`server::serve`] in-process.
 
+pub mod activation;
 pub mod handler;
 pub mod hardening;
 pub mod import;
@@ -76,6 +78,11 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
     let _pidfile = match singleton::PidfileGuard::acquire(&endpoint.pidfile())? {
         singleton::Acquired::Mine(guard) => guard,
         singleton::Acquired::Taken { holder } => {
+            if std::env::var_os("LISTEN_FDS").is_some() {
+                // systemd would start us again on the next connection and give up after a few.
+                tracing::warn!(%holder, "socket-activated, but another qwen-envd holds the lock; \
+                    stop it (`qwen-env daemon stop`) so systemd's can serve the socket");
+            }
             ready.running(&holder);
             return Ok(());
         }
@@ -87,17 +94,22 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         tracing::warn!("{note}");
     }
     let socket = endpoint.socket();
-    // We hold the pidfile lock, so any socket file here is a dead daemon's.
-    match std::fs::remove_file(&socket) {
-        Ok(()) => tracing::info!(path = %socket.display(), "removed a stale socket"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e).context(format!("failed to remove stale socket {}", socket.display()));
+    // Socket activation: systemd owns the socket file; we neither replace nor remove it.
+    let activated = activation::listener()?;
+    let socket_activated = activated.is_some();
+    let std_listener = match activated {
+        Some(listener) => {
+            let path: Option<PathBuf> =
+                listener.local_addr().ok().and_then(|a| a.as_pathname().map(Into::into));
+            if path.as_deref() != Some(socket.as_path()) {
+                tracing::warn!(passed = ?path, expected = %socket.display(),
+                    "systemd's socket is not where clients look; check XDG_RUNTIME_DIR");
+            }
+            tracing::info!("socket-activated: listening on the socket systemd passed");
+            listener
         }
-    }
-    let std_listener = std::os::unix::net::UnixListener::bind(&socket)
-        .with_context(|| format!("failed to bind {}", socket.display()))?;
-    set_mode(&socket, 0o600)?;
+        None => bind(&socket)?,
+    };
     std_listener.set_nonblocking(true)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -136,10 +148,28 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         server::serve(listener, state, shutdown).await;
         anyhow::Ok(())
     });
-    let _ = std::fs::remove_file(&socket);
+    if !socket_activated {
+        let _ = std::fs::remove_file(&socket);
+    }
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     tracing::info!("qwen-envd stopped");
     result
+}
+
+/// Binds the socket ourselves (0600). We hold the pidfile lock, so any socket file already
+/// there is a dead daemon's.
+fn bind(socket: &std::path::Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    match std::fs::remove_file(socket) {
+        Ok(()) => tracing::info!(path = %socket.display(), "removed a stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).context(format!("failed to remove stale socket {}", socket.display()));
+        }
+    }
+    let listener = std::os::unix::net::UnixListener::bind(socket)
+        .with_context(|| format!("failed to bind {}", socket.display()))?;
+    set_mode(socket, 0o600)?;
+    Ok(listener)
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {

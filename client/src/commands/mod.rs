@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+mod completions;
 mod daemon;
 mod events;
 mod explain;
+mod hook;
 mod key;
 mod run;
 mod status;
@@ -22,6 +24,14 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Status { json } => status::status(json),
         Command::Daemon(cmd) => daemon::daemon(&cmd),
         Command::Events { json } => events::events(json),
+        Command::Hook { shell } => hook::hook(shell),
+        Command::HookStatus => {
+            hook::hook_status();
+            Ok(())
+        }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
+        Command::Service(cmd) => crate::service::service(&cmd),
     }
 }
 

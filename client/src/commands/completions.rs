@@ -1,0 +1,39 @@
+//! `qwen-env completions SHELL` and `qwen-env man`: generated from the clap definition, so they
+//! never drift from the real command line.
+
+use clap::CommandFactory;
+
+use crate::cli::Cli;
+use crate::error::CliError;
+use crate::out;
+
+pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut visible(&Cli::command()), "qwen-env", &mut buf);
+    out(&String::from_utf8_lossy(&buf))
+}
+
+/// The command without its hidden subcommands (`hook-status`, `man`): clap_complete's static
+/// scripts would offer them, and clap has no way to remove a subcommand, so the top level is
+/// rebuilt from the visible ones. The top level has no arguments of its own to carry over.
+fn visible(cmd: &clap::Command) -> clap::Command {
+    let subcommands: Vec<clap::Command> =
+        cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned().collect();
+    let mut rebuilt = clap::Command::new("qwen-env")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(cmd.is_subcommand_required_set())
+        .propagate_version(true)
+        .subcommands(subcommands);
+    if let Some(about) = cmd.get_about() {
+        rebuilt = rebuilt.about(about.clone());
+    }
+    rebuilt
+}
+
+pub fn man() -> Result<(), CliError> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut buf)
+        .map_err(|e| CliError::failed(format!("failed to render the man page: {e}")))?;
+    out(&String::from_utf8_lossy(&buf))
+}

@@ -1,0 +1,37 @@
+# qwen-env shell integration for zsh. In ~/.zshrc:  eval "$(qwen-env hook zsh)"
+# Printed by `qwen-env hook zsh`; regenerate it rather than edit it.
+
+# The tools run through `qwen-env run`, which hands them their credentials from the keychain.
+# `command qwen` bypasses the wrapper. Under `qwen-env run` (QWEN_ENV is set) the credentials are
+# already in place and qwen-env refuses to nest, so the tool runs directly. The `function`
+# keyword keeps a user's alias of the same name from being expanded into the definition.
+function qwen {
+    if [[ -n "${QWEN_ENV-}" ]]; then command qwen "$@"; else @QWEN_ENV@ run -- qwen "$@"; fi
+}
+function openclaw {
+    if [[ -n "${QWEN_ENV-}" ]]; then command openclaw "$@"; else @QWEN_ENV@ run -- openclaw "$@"; fi
+}
+
+# Before each prompt: one line when this directory's Qwen Code setup has errors, printed only
+# when that changes. `hook-status` never starts the daemon, prints nothing when it is down and
+# gives up after a few milliseconds. The exit status of the user's command is handed on to the
+# prompt and to any later hook (`status` is read-only in zsh, hence the name).
+function __qwen_env_precmd {
+    local __qe_status=$?
+    local __qe_now
+    __qe_now="$(@QWEN_ENV@ hook-status 2>/dev/null)"
+    if [[ "$__qe_now" != "${__qwen_env_last-}" ]]; then
+        typeset -g __qwen_env_last="$__qe_now"
+        if [[ -n "$__qe_now" ]]; then print -r -- "$__qe_now" >&2; fi
+    fi
+    return $__qe_status
+}
+
+# Sourcing twice must not install the hook twice, nor repeat the last line. `typeset -g`: the
+# script may be eval'd inside a plugin manager's function.
+if [[ -z "${__qwen_env_hooked-}" ]]; then
+    typeset -g __qwen_env_hooked=1
+    typeset -g __qwen_env_last=''
+    autoload -Uz add-zsh-hook
+    add-zsh-hook precmd __qwen_env_precmd
+fi

@@ -1,0 +1,334 @@
+//! The shell integration in real shells (`qwen-env hook SHELL`), the completion scripts, and
+//! the man page.
+//!
+//! Each hook script runs in bash, zsh and fish from the distribution (`.ci/run` installs them)
+//! with a fake `qwen` on PATH that prints what it was given. PowerShell is not packaged by
+//! Debian, so its script is covered by the snapshot test in `client/src/shell` only. bash and zsh
+//! also run a real interactive prompt cycle (`-i` reading commands from a pipe), which shows the
+//! hook really runs before each prompt and the prompt still sees the command's `$?`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use qwen_env_tests::{TestEnv, bin, describe, require};
+
+/// The line the prompt hook prints for an empty HOME (Qwen Code has no auth type: one error).
+const LINE: &str = "qwen-env: 1 error in this directory's Qwen Code setup; run `qwen-env doctor`";
+
+/// A shell under test: how to source a file, run the hook once, and print the last status.
+struct Shell {
+    name: &'static str,
+    /// Sources the script at the given path.
+    source: fn(&str) -> String,
+    /// Runs the prompt hook as the shell would before a prompt.
+    prompt: &'static str,
+    /// Prints `status=N` for the last command.
+    status: &'static str,
+    /// Prints the registered prompt hooks, one per line.
+    list_hooks: &'static str,
+    /// Runs a script file.
+    run: fn(&Path) -> Vec<String>,
+}
+
+const SHELLS: [Shell; 3] = [
+    Shell {
+        name: "bash",
+        source: |p| format!("source '{p}'"),
+        prompt: "__qwen_env_prompt",
+        status: r#"echo "status=$?""#,
+        // PROMPT_COMMAND is `a;b` (or an array); one hook per line.
+        list_hooks: r#"printf '%s\n' "${PROMPT_COMMAND[@]}" | tr ';' '\n'"#,
+        run: |p| {
+            vec!["bash".into(), "--norc".into(), "--noprofile".into(), p.display().to_string()]
+        },
+    },
+    Shell {
+        name: "zsh",
+        source: |p| format!("source '{p}'"),
+        prompt: "for f in $precmd_functions; do $f; done",
+        status: r#"echo "status=$?""#,
+        list_hooks: "print -rl -- $precmd_functions",
+        run: |p| vec!["zsh".into(), "-f".into(), p.display().to_string()],
+    },
+    Shell {
+        name: "fish",
+        source: |p| format!("source '{p}'"),
+        // `emit` runs the handlers as the prompt does, but sets $status itself; the direct call
+        // below shows the handler hands the status on.
+        prompt: "emit fish_prompt",
+        status: r#"echo "status=$status""#,
+        list_hooks: "functions --handlers-type generic | string match '*fish_prompt*'",
+        run: |p| vec!["fish".into(), "--no-config".into(), p.display().to_string()],
+    },
+];
+
+/// An environment with a fake `qwen` and `openclaw` first on PATH, and the hook script for
+/// `shell` written out.
+fn setup(shell: &Shell) -> (TestEnv, PathBuf) {
+    let mut env = TestEnv::new();
+    let fake = env.root.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    for tool in ["qwen", "openclaw"] {
+        let path = fake.join(tool);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"fake-{tool} QWEN_ENV=${{QWEN_ENV:-unset}} args=$*\"\n"),
+        )
+        .unwrap();
+        qwen_env_tests::set_mode(&path, 0o755);
+    }
+    env.set_var("PATH", &format!("{}:/usr/local/bin:/usr/bin:/bin", fake.display()));
+    env.set_var("QE", &bin("qwen-env").display().to_string());
+    let out = env.run(&["hook", shell.name]);
+    assert!(out.status.success(), "hook {}: {}", shell.name, describe(&out));
+    let script = env.root.path().join(format!("hook.{}", shell.name));
+    std::fs::write(&script, &out.stdout).unwrap();
+    (env, script)
+}
+
+/// Runs `body` in `shell` in `env`.
+fn run(env: &TestEnv, shell: &Shell, body: &str) -> Output {
+    let file = env.root.path().join(format!("test.{}", shell.name));
+    std::fs::write(&file, body).unwrap();
+    let argv = (shell.run)(&file);
+    env.command(&argv[0]).args(&argv[1..]).output().expect("run the shell")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn scripts_pass_the_shells_own_checks() {
+    for shell in &SHELLS {
+        if !require(shell.name) {
+            continue;
+        }
+        let (env, script) = setup(shell);
+        let out = env.command(shell.name).arg("-n").arg(&script).output().unwrap();
+        assert!(out.status.success(), "{} -n: {}", shell.name, describe(&out));
+        if shell.name == "bash" && require("shellcheck") {
+            let out = env.command("shellcheck").arg(&script).output().unwrap();
+            assert!(out.status.success(), "shellcheck: {}", describe(&out));
+        }
+    }
+}
+
+#[test]
+fn wrappers_route_through_run_and_sourcing_twice_installs_once() {
+    for shell in &SHELLS {
+        if !require(shell.name) {
+            continue;
+        }
+        let (env, script) = setup(shell);
+        let p = script.display().to_string();
+        let body = format!(
+            "{src}\n{src}\n{list}\nqwen one two\ncommand qwen three\nopenclaw four\n",
+            src = (shell.source)(&p),
+            list = shell.list_hooks,
+        );
+        let out = run(&env, shell, &body);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}: {}", shell.name, describe(&out));
+        assert_eq!(
+            stdout.matches("__qwen_env_").count(),
+            1,
+            "{}: the prompt hook is installed once: {}",
+            shell.name,
+            describe(&out)
+        );
+        assert!(
+            stdout.contains("fake-qwen QWEN_ENV=1 args=one two\n"),
+            "{}: `qwen` runs through qwen-env run: {}",
+            shell.name,
+            describe(&out)
+        );
+        assert!(
+            stdout.contains("fake-qwen QWEN_ENV=unset args=three\n"),
+            "{}: `command qwen` bypasses the wrapper: {}",
+            shell.name,
+            describe(&out)
+        );
+        assert!(stdout.contains("fake-openclaw QWEN_ENV=1 args=four\n"), "{}", describe(&out));
+    }
+}
+
+#[test]
+fn bash_keeps_an_existing_prompt_command() {
+    if !require("bash") {
+        return;
+    }
+    let (env, script) = setup(&SHELLS[0]);
+    let body = format!(
+        "PROMPT_COMMAND='echo mine'\nsource '{p}'\nsource '{p}'\necho \"pc=$PROMPT_COMMAND\"\n\
+         PROMPT_COMMAND=(one two)\nunset __qwen_env_hooked\nsource '{p}'\n\
+         echo \"array=${{PROMPT_COMMAND[*]}}\"\n",
+        p = script.display()
+    );
+    let out = run(&env, &SHELLS[0], &body);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("pc=__qwen_env_prompt;echo mine\n"), "{}", describe(&out));
+    assert!(stdout.contains("array=__qwen_env_prompt one two\n"), "{}", describe(&out));
+}
+
+#[test]
+fn prompt_line_shows_once_per_change_and_status_is_kept() {
+    for shell in &SHELLS {
+        if !require(shell.name) {
+            continue;
+        }
+        let (env, script) = setup(shell);
+        env.ok(&["daemon", "start"]);
+        // Errors (empty HOME: no auth type), the same again (silent), the daemon gone (silent,
+        // and the state resets), the daemon back (the line again).
+        let body = format!(
+            "{src}\n{prompt}\n{prompt}\n\"$QE\" daemon stop >/dev/null\n{prompt}\n\
+             \"$QE\" daemon start >/dev/null\n{prompt}\n\
+             false\n__qwen_env_{direct}\n{status}\ntrue\n__qwen_env_{direct}\n{status}\n",
+            src = (shell.source)(&script.display().to_string()),
+            prompt = shell.prompt,
+            direct = if shell.name == "zsh" { "precmd" } else { "prompt" },
+            status = shell.status,
+        );
+        let out = run(&env, shell, &body);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            stderr.lines().filter(|l| *l == LINE).count(),
+            2,
+            "{}: one line per change: {}",
+            shell.name,
+            describe(&out)
+        );
+        assert_eq!(stderr.lines().count(), 2, "{}: nothing else: {}", shell.name, describe(&out));
+        assert!(
+            text(&out.stdout).ends_with("status=1\nstatus=0\n"),
+            "{}: the hook keeps $?: {}",
+            shell.name,
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn silent_and_no_autostart_when_the_daemon_is_down() {
+    for shell in &SHELLS {
+        if !require(shell.name) {
+            continue;
+        }
+        let (env, script) = setup(shell);
+        let body = format!(
+            "{src}\n{prompt}\n{prompt}\nfalse\n__qwen_env_{direct}\n{status}\n",
+            src = (shell.source)(&script.display().to_string()),
+            prompt = shell.prompt,
+            direct = if shell.name == "zsh" { "precmd" } else { "prompt" },
+            status = shell.status,
+        );
+        let out = run(&env, shell, &body);
+        assert!(out.stderr.is_empty(), "{}: silent: {}", shell.name, describe(&out));
+        assert_eq!(text(&out.stdout), "status=1\n", "{}: {}", shell.name, describe(&out));
+        assert!(!env.daemon_running(), "{}: the prompt hook must not start the daemon", shell.name);
+    }
+}
+
+/// The status a real interactive prompt shows after `false`, with the hook installed.
+#[test]
+fn interactive_prompt_runs_the_hook_and_sees_the_status() {
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("bash", &["--norc", "--noprofile", "-i"], "PS1='[$?] '"),
+        ("zsh", &["-f", "-i", "+o", "prompt_sp"], "PS1='[%?] '"),
+    ];
+    for (name, args, ps1) in cases {
+        let shell = SHELLS.iter().find(|s| s.name == name).unwrap();
+        if !require(name) {
+            continue;
+        }
+        let (env, script) = setup(shell);
+        env.ok(&["daemon", "start"]);
+        let input = format!("{ps1}\nsource '{}'\nfalse\ntrue\n", script.display());
+        let out = env
+            .command(name)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(input.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        // Interactive shells print their prompts on stderr.
+        let all = text(&out.stderr) + &text(&out.stdout);
+        assert_eq!(all.matches(LINE).count(), 1, "{name}: {}", describe(&out));
+        assert!(
+            all.contains("[1] "),
+            "{name}: the prompt after `false` shows 1: {}",
+            describe(&out)
+        );
+        let after = &all[all.find(LINE).unwrap()..];
+        assert!(after.contains("[0] ") && after.contains("[1] "), "{name}: {}", describe(&out));
+    }
+}
+
+#[test]
+fn hook_status_prints_nothing_for_a_clean_directory_or_no_daemon() {
+    let env = TestEnv::new();
+    let out = env.run(&["hook-status"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        describe(&out)
+    );
+    assert!(!env.daemon_running());
+    env.ok(&["daemon", "start"]);
+    assert_eq!(env.ok(&["hook-status"]), format!("{LINE}\n"));
+    // A complete OpenAI triple in the environment: nothing to report.
+    let out = env
+        .client(&["hook-status"])
+        .env("OPENAI_API_KEY", "sk-test-0000000000000000")
+        .env("OPENAI_MODEL", "qwen3-coder-plus")
+        .env("OPENAI_BASE_URL", "https://dashscope.aliyuncs.com/compatible-mode/v1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let doctor = env
+        .client(&["doctor"])
+        .env("OPENAI_API_KEY", "sk-test-0000000000000000")
+        .env("OPENAI_MODEL", "qwen3-coder-plus")
+        .env("OPENAI_BASE_URL", "https://dashscope.aliyuncs.com/compatible-mode/v1")
+        .output()
+        .unwrap();
+    // hook-status reports exactly when doctor finds errors.
+    assert_eq!(out.stdout.is_empty(), doctor.status.success(), "{}", describe(&doctor));
+}
+
+#[test]
+fn completion_scripts_parse_and_name_the_subcommands() {
+    let env = TestEnv::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let script = env.ok(&["completions", shell]);
+        for sub in ["run", "doctor", "explain", "key", "hook", "service", "completions"] {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+        assert!(!script.contains("hook-status"), "{shell}: hidden commands stay hidden");
+        if ["bash", "zsh", "fish"].contains(&shell) && require(shell) {
+            let path = env.root.path().join(format!("completions.{shell}"));
+            std::fs::write(&path, &script).unwrap();
+            let out = env.command(shell).arg("-n").arg(&path).output().unwrap();
+            assert!(out.status.success(), "{shell} -n: {}", describe(&out));
+        }
+    }
+    let out = env.run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+#[test]
+fn man_page_is_roff() {
+    let env = TestEnv::new();
+    let page = env.ok(&["man"]);
+    assert!(page.contains(".TH qwen-env 1"), "{page}");
+    for sub in ["run", "doctor", "hook", "service"] {
+        assert!(page.contains(sub), "the man page lacks {sub}");
+    }
+}
