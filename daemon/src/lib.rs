@@ -5,7 +5,8 @@
 //! - [`paths`]: private directories (create 0700, refuse unsafe ones).
 //! - [`singleton`]: the pidfile lock that makes the daemon single-instance.
 //! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index.
-//! - [`resolution`]: feeds the pure resolver (parse cache, config, keychain view).
+//! - [`resolution`]: feeds the pure resolver (parse cache, config, catalogue, keychain view).
+//! - [`probe`]: free HTTP probes of endpoints; [`verify`]: their results as findings.
 //! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
 //! - [`ready`]: the typed startup report the client waits for.
 //!
@@ -17,10 +18,12 @@ pub mod keychain;
 pub mod keys;
 pub mod logging;
 pub mod paths;
+pub mod probe;
 pub mod ready;
 pub mod resolution;
 pub mod server;
 pub mod singleton;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +50,8 @@ pub struct State {
     pub connections: AtomicU64,
     /// Resolves callers' configuration.
     pub resolver: resolution::Resolver,
+    /// Probes endpoints with keys (cache, dedupe, rate limit).
+    pub prober: probe::Prober,
     /// Set to `true` to shut down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -103,7 +108,11 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         socket: socket.clone(),
         log_file: dirs.log_file(),
         connections: AtomicU64::new(0),
-        resolver: resolution::Resolver::new(dirs.config_file()),
+        resolver: resolution::Resolver::new(
+            dirs.config_file(),
+            std::env::var_os("QWEN_ENV_CATALOG").filter(|v| !v.is_empty()).map(PathBuf::from),
+        ),
+        prober: probe::Prober::from_env(),
         shutdown: shutdown_tx,
     });
     let result = runtime.block_on(async {

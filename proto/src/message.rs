@@ -53,6 +53,22 @@ pub enum Request {
     Run(RunRequest),
     /// Resolve the caller's configuration (`explain`, `doctor`). Answered by [`Response::Resolved`].
     Resolve(ResolveRequest),
+    /// `doctor --verify`: resolve, then probe the endpoint with the key and wait for fresh
+    /// results. Answered by [`Response::Resolved`].
+    Verify(ResolveRequest),
+    /// `key set` with verification: store the key, then (when `verify`) probe it at the catalogue
+    /// families it can belong to and compare with the caller's settings. Answered by
+    /// [`Response::KeyVerified`].
+    KeySetVerified {
+        /// The variable the key feeds.
+        name: String,
+        /// The key itself.
+        value: SecretValue,
+        /// Where the caller stands, to say what "your settings" use.
+        caller: CallerContext,
+        /// Probe the key (`false`: `key set --no-verify`, store only).
+        verify: bool,
+    },
 }
 
 /// A response from the daemon.
@@ -80,8 +96,17 @@ pub enum Response {
     },
     /// Response for `Request::Run`.
     Run(RunPlan),
-    /// Response for `Request::Resolve`.
+    /// Response for `Request::Resolve` and `Request::Verify`.
     Resolved(Box<Resolution>),
+    /// Response for `Request::KeySetVerified`.
+    KeyVerified {
+        /// The stored key's metadata (with the detected family and region).
+        info: KeyInfo,
+        /// Where the key works and what the caller's settings use, in words.
+        notes: Vec<String>,
+        /// Problems the probes found (`key-rejected`, `key-region-mismatch`, …).
+        findings: Vec<Finding>,
+    },
 }
 
 /// Kinds of failure carried by [`Response::Error`].
@@ -148,6 +173,14 @@ pub struct KeyInfo {
     pub changed: u64,
     /// Whether the keychain still holds it (kernel keyutils forgets keys at reboot).
     pub present: bool,
+    /// Catalogue family detected by the last probe that accepted it (`dashscope`, `coding-plan`).
+    pub family: Option<String>,
+    /// Region of that family's endpoint (`ap-southeast-1`).
+    pub region: Option<String>,
+    /// The last probe's result in words (`valid at …`, `rejected (HTTP 401) by …`).
+    pub probe: Option<String>,
+    /// When it was last probed (Unix seconds; 0 = never).
+    pub probed: u64,
 }
 
 /// The caller's situation, sent with every request that resolves. The daemon uses it for that
@@ -379,6 +412,25 @@ mod tests {
                 }),
                 "06012f01017101014b0156010000010156",
             ),
+            (
+                Request::Verify(ResolveRequest {
+                    caller: caller(),
+                    as_is: false,
+                    with: vec![],
+                    profile: None,
+                    variables: vec![],
+                }),
+                "07012f01017101014b015600000000",
+            ),
+            (
+                Request::KeySetVerified {
+                    name: "K".into(),
+                    value: SecretValue::new("s".into()),
+                    caller: caller(),
+                    verify: true,
+                },
+                "08014b0173012f01017101014b015601",
+            ),
         ];
         for (msg, bytes) in cases {
             assert_eq!(hex(&msg), bytes, "{msg:?}");
@@ -395,6 +447,10 @@ mod tests {
             created: 1,
             changed: 2,
             present: true,
+            family: Some("d".into()),
+            region: None,
+            probe: Some("v".into()),
+            probed: 3,
         };
         let cases: Vec<(Response, &str)> = vec![
             (Response::ShuttingDown, "00"),
@@ -416,8 +472,8 @@ mod tests {
                 }),
                 "0201017601020173016c016b0001016e03",
             ),
-            (Response::Key(key.clone()), "03014b0166016d0162010201"),
-            (Response::Keys(vec![key]), "0401014b0166016d0162010201"),
+            (Response::Key(key.clone()), "03014b0166016d01620102010101640001017603"),
+            (Response::Keys(vec![key.clone()]), "0401014b0166016d01620102010101640001017603"),
             (Response::Removed { name: "K".into() }, "05014b"),
             (
                 Response::Run(RunPlan {
@@ -441,6 +497,10 @@ mod tests {
                     findings: vec![finding()],
                 })),
                 "07097177656e2d636f646501017601017300000100010166016f0000000000000000000001017601017300000100010166016f010156000000000001016301016d017801016c00",
+            ),
+            (
+                Response::KeyVerified { info: key, notes: vec!["n".into()], findings: vec![] },
+                "08014b0166016d0162010201010164000101760301016e00",
             ),
         ];
         for (msg, bytes) in cases {

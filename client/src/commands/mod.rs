@@ -4,6 +4,7 @@ mod daemon;
 mod explain;
 mod key;
 mod run;
+mod spinner;
 mod status;
 
 use qwen_env_proto::{Request, Response};
