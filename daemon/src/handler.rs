@@ -132,18 +132,13 @@ async fn key_set_verified(
     }
     // "Your settings": what this directory resolves to, when it sends this very key.
     let settings = {
-        let ask = Ask {
-            caller,
-            as_is: false,
-            bare: false,
-            with: &[],
-            profile: None,
-            variables: &[],
-        };
+        let ask =
+            Ask { caller, as_is: false, bare: false, with: &[], profile: None, variables: &[] };
         let view = state.keys.view().await;
         let (res, plan) = state.resolver.resolve(&ask, &view, true);
-        verify::target(&res, &plan)
-            .filter(|t| matches!(&t.key, KeyRef::Keychain(n) if n == name) && t.fp == info.fingerprint)
+        verify::target(&res, &plan).filter(|t| {
+            matches!(&t.key, KeyRef::Keychain(n) if n == name) && t.fp == info.fingerprint
+        })
     };
     let (notes, findings) = verify::new_key(state, name, value, settings).await;
     let info = state.keys.info(name).await.unwrap_or(info);

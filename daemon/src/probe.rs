@@ -86,6 +86,15 @@ impl ProbeResult {
 
 type Pair = (String, String);
 
+/// A key and its fingerprint (the cache key; the only form that is ever logged).
+#[derive(Clone, Copy)]
+pub struct Key<'a> {
+    /// The secret.
+    pub value: &'a SecretValue,
+    /// `sha256:` + 12 hex.
+    pub fingerprint: &'a str,
+}
+
 /// The probe engine: HTTP client, cache, in-flight table and per-host spacing.
 pub struct Prober {
     client: OnceLock<Result<reqwest::Client, String>>,
@@ -173,10 +182,10 @@ impl Prober {
         anchor: &str,
         base: &str,
         kind: ProbeKind,
-        key: &SecretValue,
-        fingerprint: &str,
+        key: Key<'_>,
         fresh: bool,
     ) -> ProbeResult {
+        let Key { value: key, fingerprint } = key;
         if !catalog.may_send(anchor, base) {
             tracing::warn!(%anchor, %base, fingerprint, "refused to send a key outside its provider family");
             return ProbeResult {
@@ -439,8 +448,7 @@ mod tests {
                 "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
                 "http://127.0.0.1:9/v1",
                 ProbeKind::Models,
-                &key,
-                "sha256:000000000000",
+                Key { value: &key, fingerprint: "sha256:000000000000" },
                 true,
             )
             .await;

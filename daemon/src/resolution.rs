@@ -47,15 +47,25 @@ impl Resolver {
         let (base_catalog, catalog_error) = match catalog_file {
             None => (Catalog::builtin(), None),
             Some(path) => {
-                match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| Catalog::parse(&t)) {
+                match std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Catalog::parse(&t))
+                {
                     Ok(c) => (c, None),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), cause = %e, "QWEN_ENV_CATALOG does not load; using the built-in catalogue");
                         let f = Finding {
                             code: "config-parse-error".to_owned(),
                             severity: Severity::Warning,
-                            message: format!("the endpoint catalogue {} (QWEN_ENV_CATALOG) does not load: {}; the built-in one is in use", path.display(), e.trim()),
-                            fix: format!("fix the TOML in {} (format: README, \"Endpoint catalogue\") and restart the daemon", path.display()),
+                            message: format!(
+                                "the endpoint catalogue {} (QWEN_ENV_CATALOG) does not load: {}; the built-in one is in use",
+                                path.display(),
+                                e.trim()
+                            ),
+                            fix: format!(
+                                "fix the TOML in {} (format: README, \"Endpoint catalogue\") and restart the daemon",
+                                path.display()
+                            ),
                             location: Some(path.display().to_string()),
                             evidence: None,
                         };

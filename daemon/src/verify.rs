@@ -13,7 +13,7 @@ use qwen_env_resolve::mask::fingerprint;
 use qwen_env_resolve::{Catalog, KeyRef, Plan};
 
 use crate::State;
-use crate::probe::{Outcome, ProbeResult, norm};
+use crate::probe::{Key, Outcome, ProbeResult, norm};
 
 /// What a resolution would send, and where.
 #[derive(Debug, Clone)]
@@ -107,12 +107,26 @@ async fn probe_target(
 ) {
     let prober = &state.prober;
     let r = prober
-        .probe(catalog, &t.base, &t.base, kind_of(catalog, &t.base), key, &t.fp, fresh)
+        .probe(
+            catalog,
+            &t.base,
+            &t.base,
+            kind_of(catalog, &t.base),
+            Key { value: key, fingerprint: &t.fp },
+            fresh,
+        )
         .await;
     if r.outcome == Outcome::Rejected {
         let others = discovery(catalog, &t.base, Some(key.expose_secret()));
         join_all(others.iter().map(|(f, e)| {
-            prober.probe(catalog, &t.base, &e.base_url, f.probe, key, &t.fp, fresh)
+            prober.probe(
+                catalog,
+                &t.base,
+                &e.base_url,
+                f.probe,
+                Key { value: key, fingerprint: &t.fp },
+                fresh,
+            )
         }))
         .await;
     }
@@ -330,9 +344,13 @@ fn model_findings(
 fn key_name(t: &Target) -> String {
     match &t.key {
         KeyRef::Keychain(n) => n.clone(),
-        KeyRef::Plain(_) => t.key_source.split_whitespace().last().filter(|w| {
-            w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        }).unwrap_or("NAME").to_string(),
+        KeyRef::Plain(_) => t
+            .key_source
+            .split_whitespace()
+            .last()
+            .filter(|w| w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or("NAME")
+            .to_string(),
     }
 }
 
@@ -421,7 +439,10 @@ pub async fn new_key(
         );
     }
     let results = join_all(tries.iter().map(|(anchor, base, kind)| async {
-        let r = state.prober.probe(&catalog, anchor, base, *kind, value, &fp, true).await;
+        let r = state
+            .prober
+            .probe(&catalog, anchor, base, *kind, Key { value, fingerprint: &fp }, true)
+            .await;
         (base.clone(), r)
     }))
     .await;
@@ -446,6 +467,12 @@ pub async fn new_key(
             ));
         }
         findings = interpret(state, &catalog, s);
+        if !works.is_empty() {
+            // The note above already says where the key works and what to change.
+            findings.retain(|f| {
+                f.code != "key-region-mismatch" && f.code != "key-endpoint-class-mismatch"
+            });
+        }
     } else if works.is_empty() {
         for (base, r) in &results {
             let t = Target {

@@ -338,7 +338,10 @@ mod tests {
     fn detection_matches_origin_and_longest_path() {
         let c = Catalog::builtin();
         let d = c.detect("https://DashScope-Intl.aliyuncs.com/compatible-mode/v1/").unwrap();
-        assert_eq!((d.family.id.as_str(), d.endpoint.region.as_str()), ("dashscope", "ap-southeast-1"));
+        assert_eq!(
+            (d.family.id.as_str(), d.endpoint.region.as_str()),
+            ("dashscope", "ap-southeast-1")
+        );
         let d = c.detect("https://api.z.ai/api/coding/paas/v4").unwrap();
         assert_eq!(d.endpoint.region, "coding");
         let d = c.detect("https://api.z.ai/api/paas/v4").unwrap();
@@ -346,7 +349,10 @@ mod tests {
         assert_eq!(c.detect("http://127.0.0.1:11434/v1").unwrap().endpoint.region, "ollama");
         assert!(c.detect("http://localhost:9999/v1").is_none(), "other port");
         assert!(c.detect("http://dashscope-intl.aliyuncs.com/compatible-mode/v1").is_none());
-        assert!(c.detect("https://dashscope-intl.aliyuncs.com.evil.example/compatible-mode/v1").is_none());
+        assert!(
+            c.detect("https://dashscope-intl.aliyuncs.com.evil.example/compatible-mode/v1")
+                .is_none()
+        );
         assert!(c.detect("https://dashscope-intl.aliyuncs.com/compatible-modex/v1").is_none());
         assert_eq!(c.detect("https://api.deepseek.com/v1").unwrap().family.id, "deepseek");
     }
@@ -392,7 +398,9 @@ mod tests {
         assert_eq!(c.family("dashscope").unwrap().name, "mine");
         assert_eq!(c.detect("http://localhost:1/v1/x").unwrap().family.id, "dashscope");
         assert!(c.family("corp").is_some());
-        assert!(Catalog::parse("[[family]]\nid = \"a\"\nname = \"a\"\nprobe = \"ping\"\n").is_err());
+        assert!(
+            Catalog::parse("[[family]]\nid = \"a\"\nname = \"a\"\nprobe = \"ping\"\n").is_err()
+        );
         assert!(
             Catalog::parse("[[family]]\nid = \"a\"\nname = \"a\"\n[[family.endpoint]]\nregion = \"r\"\nbase_url = \"ftp://x\"\n")
                 .is_err()
