@@ -453,7 +453,10 @@ pub async fn new_key(
         .map(|(b, _)| b)
         .collect();
     for b in &works {
-        notes.push(format!("valid for {} at {b}", label(detect(&catalog, b).as_ref(), b)));
+        notes.push(match detect(&catalog, b) {
+            Some(found) => format!("valid for {} at {b}", label(Some(&found), b)),
+            None => format!("valid at {b}"),
+        });
     }
     let mut findings = Vec::new();
     if let Some(s) = &settings {

@@ -464,6 +464,27 @@ fn key_set_says_where_the_key_works_and_key_ls_shows_the_family() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("valid for Coding Plan international (coding-plan intl)"), "{text}");
 
+    // A key no endpoint accepts is stored, reported, and `key set` exits 1.
+    let out = env
+        .client(&["key", "set", "DASHSCOPE_API_KEY"])
+        .current_dir(&proj)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(BAD_KEY.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("error[key-rejected]"),
+        "{}",
+        describe(&out)
+    );
+    assert!(env.ok(&["key", "ls"]).contains(&qwen_env_tests::fingerprint(BAD_KEY)));
+
     // --no-verify stores without a single request.
     for m in w.all() {
         m.clear();

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Read};
 
-use qwen_env_proto::{KeyInfo, Request, Response, SecretValue, Severity};
+use qwen_env_proto::{KeyInfo, Request, Response, SecretValue};
 
 use super::run::caller_context;
 use super::{age, ask, now, spinner, unexpected};
@@ -47,7 +47,9 @@ fn set(name: String, verify: bool) -> Result<(), CliError> {
                 text += &render::findings(&findings, render::colour(false));
             }
             out(&text)?;
-            if findings.iter().any(|f| f.severity == Severity::Error) {
+            // Only a key no endpoint accepts fails `key set`; a model or settings problem is
+            // reported but the key itself is fine.
+            if findings.iter().any(|f| f.code == "key-rejected") {
                 return Err(CliError::silent(exit::FINDINGS));
             }
             Ok(())
