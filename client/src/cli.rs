@@ -129,6 +129,9 @@ pub struct DoctorArgs {
     /// Print JSON (`"schema": 1`).
     #[arg(long)]
     pub json: bool,
+    /// Check the key against the endpoint now (free requests) and wait for the answer.
+    #[arg(long)]
+    pub verify: bool,
     /// The command to check (default: `qwen`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
@@ -140,8 +143,11 @@ pub enum KeyCommand {
     Set {
         /// The variable the key feeds, e.g. DASHSCOPE_API_KEY.
         name: String,
+        /// Store only: do not check where the key works.
+        #[arg(long)]
+        no_verify: bool,
     },
-    /// List stored keys: name, fingerprint, backend, age.
+    /// List stored keys: name, fingerprint, backend, age, detected family and last check.
     Ls {
         /// Print JSON (`"schema": 1`).
         #[arg(long)]

@@ -2,16 +2,20 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use qwen_env_proto::{
-    ErrorCode, Request, Resolution, ResolveRequest, Response, RunPlan, RunRequest, StatusInfo,
-};
+use std::sync::Arc;
 
-use crate::State;
+use qwen_env_proto::{
+    CallerContext, ErrorCode, Finding, Request, Resolution, ResolveRequest, Response, RunPlan,
+    RunRequest, SecretValue, StatusInfo,
+};
+use qwen_env_resolve::KeyRef;
+
 use crate::keys::KeyError;
-use crate::resolution::Ask;
+use crate::resolution::{Ask, Resolver};
+use crate::{State, verify};
 
 /// Answers one request. Never panics on input; every failure is a `Response::Error`.
-pub async fn handle(request: Request, state: &State, peer_pid: Option<u32>) -> Response {
+pub async fn handle(request: Request, state: &Arc<State>, peer_pid: Option<u32>) -> Response {
     let result = match request {
         Request::Shutdown => Ok(Response::ShuttingDown),
         Request::Status => Ok(Response::Status(status(state))),
@@ -31,13 +35,19 @@ pub async fn handle(request: Request, state: &State, peer_pid: Option<u32>) -> R
                 Response::Run(plan)
             }),
         },
-        Request::Resolve(req) => Ok(Response::Resolved(Box::new(resolve(state, &req).await))),
+        Request::Resolve(req) => {
+            Ok(Response::Resolved(Box::new(resolve(state, &req, Probes::Cached).await)))
+        }
         // Streamed by the connection itself (server.rs); never dispatched here.
         Request::Events => Err(KeyError::Invalid("events are streamed, not answered".to_owned())),
         Request::KeyImport(req) => crate::import::import(state, &req)
             .await
             .map(Response::Imported)
             .map_err(KeyError::Invalid),
+        Request::Verify(req) => verify(state, &req).await,
+        Request::KeySetVerified { name, value, caller, verify } => {
+            key_set_verified(state, &name, &value, &caller, verify).await
+        }
     };
     result.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "request failed");
@@ -89,7 +99,14 @@ fn status(state: &State) -> StatusInfo {
     }
 }
 
-async fn resolve(state: &State, req: &ResolveRequest) -> Resolution {
+/// Whether a resolution waits for fresh probes or uses the cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probes {
+    Cached,
+    Fresh,
+}
+
+async fn resolve(state: &Arc<State>, req: &ResolveRequest, probes: Probes) -> Resolution {
     let ask = Ask {
         caller: &req.caller,
         as_is: req.as_is,
@@ -100,13 +117,23 @@ async fn resolve(state: &State, req: &ResolveRequest) -> Resolution {
     };
     let view = state.keys.view().await;
     let out = state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
-    let mut resolution = out.resolution;
-    watched(state, &req.caller, &mut resolution, &out.watched);
+    let (mut resolution, plan) = (out.resolution, out.plan);
+    // `explain --as-is` describes the files, not the endpoint.
+    if !req.as_is
+        && let Some(target) = verify::target(&resolution, &plan)
+    {
+        let found = match probes {
+            Probes::Cached => verify::cached(state, target),
+            Probes::Fresh => verify::fresh(state, &target).await,
+        };
+        add_findings(&mut resolution, found, &state.resolver);
+    }
+    track(state, &req.caller, &mut resolution, &out.watched);
     resolution
 }
 
 /// Hands the outcome to the watcher, and says so when watching is degraded.
-fn watched(
+fn track(
     state: &State,
     caller: &qwen_env_proto::CallerContext,
     r: &mut Resolution,
@@ -125,8 +152,59 @@ fn watched(
     }
 }
 
-/// Resolves as the child will see it, then fetches exactly the secrets the plan names.
-async fn run_plan(state: &State, run: &RunRequest) -> Result<RunPlan, KeyError> {
+/// Probe findings join the static ones (most severe first, silenced codes dropped).
+fn add_findings(resolution: &mut Resolution, found: Vec<Finding>, resolver: &Resolver) {
+    if found.is_empty() {
+        return;
+    }
+    let mut all = std::mem::take(&mut resolution.findings);
+    all.extend(found);
+    resolution.findings = qwen_env_resolve::rules::finish(all, &resolver.silenced());
+}
+
+/// `doctor --verify`: fresh probes, waited for.
+async fn verify(state: &Arc<State>, req: &ResolveRequest) -> Result<Response, KeyError> {
+    if !state.prober.enabled {
+        return Err(KeyError::Invalid(
+            "probes are turned off in this daemon (QWEN_ENV_PROBE=off in its environment); \
+             restart it without that variable to verify keys"
+                .to_owned(),
+        ));
+    }
+    Ok(Response::Resolved(Box::new(resolve(state, req, Probes::Fresh).await)))
+}
+
+/// `key set`: store, then say where the key works and whether the caller's settings use it.
+async fn key_set_verified(
+    state: &Arc<State>,
+    name: &str,
+    value: &SecretValue,
+    caller: &CallerContext,
+    verify: bool,
+) -> Result<Response, KeyError> {
+    let info = state.keys.set(name, value, now()).await?;
+    // `QWEN_ENV_PROBE=off` is a deliberate choice (offline, or tests): store quietly.
+    if !verify || !state.prober.enabled {
+        return Ok(Response::KeyVerified { info, notes: vec![], findings: vec![] });
+    }
+    // "Your settings": what this directory resolves to, when it sends this very key.
+    let settings = {
+        let ask =
+            Ask { caller, as_is: false, bare: false, with: &[], profile: None, variables: &[] };
+        let view = state.keys.view().await;
+        let out = state.resolver.resolve(&ask, &view, true);
+        verify::target(&out.resolution, &out.plan).filter(|t| {
+            matches!(&t.key, KeyRef::Keychain(n) if n == name) && t.fp == info.fingerprint
+        })
+    };
+    let (notes, findings) = verify::new_key(state, name, value, settings).await;
+    let info = state.keys.info(name).await.unwrap_or(info);
+    Ok(Response::KeyVerified { info, notes, findings })
+}
+
+/// Resolves as the child will see it, then fetches exactly the secrets the plan names. Probe
+/// findings come from the cache only: `run` never waits on the network.
+async fn run_plan(state: &Arc<State>, run: &RunRequest) -> Result<RunPlan, KeyError> {
     let ask = Ask {
         caller: &run.caller,
         as_is: false,
@@ -138,7 +216,10 @@ async fn run_plan(state: &State, run: &RunRequest) -> Result<RunPlan, KeyError> 
     let view = state.keys.view().await;
     let out = state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
     let (mut resolution, plan) = (out.resolution, out.plan);
-    watched(state, &run.caller, &mut resolution, &out.watched);
+    if let Some(target) = verify::target(&resolution, &plan) {
+        add_findings(&mut resolution, verify::cached(state, target), &state.resolver);
+    }
+    track(state, &run.caller, &mut resolution, &out.watched);
     let mut secrets = plan.secret_vars;
     for (name, variable) in plan.inject_as {
         secrets.push((variable, state.keys.get(&name).await?));

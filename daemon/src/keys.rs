@@ -83,6 +83,15 @@ struct Meta {
     backend: String,
     created: u64,
     changed: u64,
+    /// What the probes learnt (absent in files written before probes existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe: Option<String>,
+    #[serde(default)]
+    probed: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -134,9 +143,18 @@ impl Keys {
             backend: backend.clone(),
             created: now,
             changed: now,
+            family: None,
+            region: None,
+            probe: None,
+            probed: 0,
         });
         if entry.fingerprint != fp {
             entry.changed = now;
+            // What was learnt about the old value says nothing about the new one.
+            entry.family = None;
+            entry.region = None;
+            entry.probe = None;
+            entry.probed = 0;
         }
         entry.fingerprint = fp;
         entry.masked = masked(value.expose_secret());
@@ -145,6 +163,32 @@ impl Keys {
         tracing::info!(name, fingerprint = %info.fingerprint, "key stored");
         self.save(&meta)?;
         Ok(info)
+    }
+
+    /// Records a probe's result for `name`, if it still holds the probed value (`fp`).
+    pub async fn record_probe(&self, name: &str, fp: &str, summary: crate::verify::Summary) {
+        let mut meta = self.meta.lock().await;
+        let Some(entry) = meta.keys.get_mut(name).filter(|m| m.fingerprint == fp) else { return };
+        let changed = entry.family != summary.family
+            || entry.region != summary.region
+            || entry.probe.as_deref() != Some(summary.result.as_str());
+        if summary.family.is_some() || entry.probe.is_none() || changed {
+            // A failed probe keeps the family learnt earlier: the key still belongs there.
+            if summary.family.is_some() {
+                entry.family = summary.family;
+                entry.region = summary.region;
+            }
+            entry.probe = Some(summary.result);
+        }
+        entry.probed = summary.at;
+        if let Err(e) = self.save(&meta) {
+            tracing::warn!(name, error = %e, "could not record the probe result");
+        }
+    }
+
+    /// The current metadata of one key.
+    pub async fn info(&self, name: &str) -> Option<KeyInfo> {
+        self.meta.lock().await.keys.get(name).map(|m| to_info(name, m, true))
     }
 
     /// Removes a key from the keychain and the index.
@@ -211,6 +255,10 @@ fn to_info(name: &str, m: &Meta, present: bool) -> KeyInfo {
         created: m.created,
         changed: m.changed,
         present,
+        family: m.family.clone(),
+        region: m.region.clone(),
+        probe: m.probe.clone(),
+        probed: m.probed,
     }
 }
 

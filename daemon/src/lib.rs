@@ -7,7 +7,8 @@
 //! - [`singleton`]: the pidfile lock that makes the daemon single-instance.
 //! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index;
 //!   [`import`]: moves literal keys from files into the keychain.
-//! - [`resolution`]: feeds the pure resolver (parse cache, config, keychain view).
+//! - [`resolution`]: feeds the pure resolver (parse cache, config, catalogue, keychain view).
+//! - [`probe`]: free HTTP probes of endpoints; [`verify`]: their results as findings.
 //! - [`lineage`]: refuses keys to processes that `run` started.
 //! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
 //! - [`watcher`]: re-resolves contexts when their files change; feeds `events`.
@@ -24,10 +25,12 @@ pub mod keys;
 pub mod lineage;
 pub mod logging;
 pub mod paths;
+pub mod probe;
 pub mod ready;
 pub mod resolution;
 pub mod server;
 pub mod singleton;
+pub mod verify;
 pub mod watcher;
 
 use std::path::PathBuf;
@@ -59,6 +62,8 @@ pub struct State {
     pub watcher: Arc<watcher::Watcher>,
     /// Processes that received keys through `run`.
     pub lineage: lineage::Lineage,
+    /// Probes endpoints with keys (cache, dedupe, rate limit).
+    pub prober: probe::Prober,
     /// Set to `true` to shut down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -126,9 +131,13 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         socket: socket.clone(),
         log_file: dirs.log_file(),
         connections: AtomicU64::new(0),
-        resolver: resolution::Resolver::new(dirs.config_file()),
+        resolver: resolution::Resolver::new(
+            dirs.config_file(),
+            std::env::var_os("QWEN_ENV_CATALOG").filter(|v| !v.is_empty()).map(PathBuf::from),
+        ),
         watcher: watcher::Watcher::new(raw_events),
         lineage: lineage::Lineage::default(),
+        prober: probe::Prober::from_env(),
         shutdown: shutdown_tx,
     });
     let result = runtime.block_on(async {

@@ -5,11 +5,11 @@
 //! request costs a handful of `stat`s.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use qwen_env_proto::{CallerContext, Finding, Resolution, Severity};
-use qwen_env_resolve::{Config, KeychainView, Params, Plan, SourceCache};
+use qwen_env_resolve::{Catalog, Config, KeychainView, Params, Plan, SourceCache};
 
 /// What a resolution is asked for.
 pub struct Ask<'a> {
@@ -35,6 +35,10 @@ pub struct Outcome {
 pub struct Resolver {
     cache: Mutex<SourceCache>,
     config: Mutex<LoadedConfig>,
+    /// The embedded catalogue or `QWEN_ENV_CATALOG`'s, before the config's `[[family]]` tables.
+    base_catalog: Catalog,
+    /// Why `QWEN_ENV_CATALOG` is not in use, as a finding.
+    catalog_error: Option<Finding>,
 }
 
 struct LoadedConfig {
@@ -42,11 +46,44 @@ struct LoadedConfig {
     stamp: Option<(u64, SystemTime)>,
     config: Config,
     error: Option<Finding>,
+    /// The base catalogue with this config's families applied.
+    catalog: Arc<Catalog>,
 }
 
 impl Resolver {
-    /// A resolver reading qwen-env's config from `config_file`.
-    pub fn new(config_file: PathBuf) -> Self {
+    /// A resolver reading qwen-env's config from `config_file`, with the embedded catalogue or
+    /// the one `catalog_file` (`QWEN_ENV_CATALOG`) names.
+    pub fn new(config_file: PathBuf, catalog_file: Option<PathBuf>) -> Self {
+        let (base_catalog, catalog_error) = match catalog_file {
+            None => (Catalog::builtin(), None),
+            Some(path) => {
+                match std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Catalog::parse(&t))
+                {
+                    Ok(c) => (c, None),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), cause = %e, "QWEN_ENV_CATALOG does not load; using the built-in catalogue");
+                        let f = Finding {
+                            code: "config-parse-error".to_owned(),
+                            severity: Severity::Warning,
+                            message: format!(
+                                "the endpoint catalogue {} (QWEN_ENV_CATALOG) does not load: {}; the built-in one is in use",
+                                path.display(),
+                                e.trim()
+                            ),
+                            fix: format!(
+                                "fix the TOML in {} (format: README, \"Endpoint catalogue\") and restart the daemon",
+                                path.display()
+                            ),
+                            location: Some(path.display().to_string()),
+                            evidence: None,
+                        };
+                        (Catalog::builtin(), Some(f))
+                    }
+                }
+            }
+        };
         Self {
             cache: Mutex::new(SourceCache::default()),
             config: Mutex::new(LoadedConfig {
@@ -54,8 +91,22 @@ impl Resolver {
                 stamp: None,
                 config: Config::default(),
                 error: None,
+                catalog: Arc::new(base_catalog.clone()),
             }),
+            base_catalog,
+            catalog_error,
         }
+    }
+
+    /// Finding codes the config silences.
+    pub fn silenced(&self) -> Vec<String> {
+        self.config().0.silence
+    }
+
+    /// The catalogue in force: base plus the config's families.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        let _ = self.config();
+        self.config.lock().expect("config lock").catalog.clone()
     }
 
     /// Resolves one request. `durable` says whether the keychain survives a reboot.
@@ -78,6 +129,9 @@ impl Resolver {
         let (mut resolution, plan) = qwen_env_resolve::resolve(&sources, &params);
         if let Some(f) = config_error {
             resolution.findings.insert(0, f);
+        }
+        if let Some(f) = &self.catalog_error {
+            resolution.findings.insert(0, f.clone());
         }
         if !durable
             && !plan.inject_as.is_empty()
@@ -121,10 +175,13 @@ impl Resolver {
                 Err(_) if stamp.is_none() => {
                     loaded.config = Config::default();
                     loaded.error = None;
+                    loaded.catalog = Arc::new(self.base_catalog.clone());
                 }
                 Err(e) => loaded.error = Some(config_error(&loaded.path, &e.to_string())),
                 Ok(text) => match Config::parse(&text) {
                     Ok(c) => {
+                        loaded.catalog =
+                            Arc::new(self.base_catalog.clone().with_overrides(&c.family));
                         loaded.config = c;
                         loaded.error = None;
                     }

@@ -96,7 +96,7 @@ fn frame_codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-async fn connection(stream: UnixStream, state: &State) -> Result<(), String> {
+async fn connection(stream: UnixStream, state: &Arc<State>) -> Result<(), String> {
     let peer = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let me = qwen_env_proto::endpoint::euid();
     if peer.uid() != me {

@@ -335,8 +335,9 @@ pub async fn run(state: Arc<State>, mut raw: mpsc::UnboundedReceiver<PathBuf>) {
     }
 }
 
-/// Re-resolves one context and reports when its findings changed.
-async fn re_resolve(state: &State, caller: &CallerContext) {
+/// Re-resolves one context and reports when its findings changed. A key or base URL that changed
+/// gets a probe scheduled (in the background; its result shows on the next request).
+async fn re_resolve(state: &Arc<State>, caller: &CallerContext) {
     let view = state.keys.view().await;
     let ask = crate::resolution::Ask {
         caller,
@@ -349,7 +350,11 @@ async fn re_resolve(state: &State, caller: &CallerContext) {
     let out = state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
     let tool = out.resolution.tool.clone();
     let before = state.watcher.findings_of(&caller.cwd, &tool).unwrap_or_default();
-    let after = out.resolution.findings;
+    let mut after = out.resolution.findings.clone();
+    if let Some(target) = crate::verify::target(&out.resolution, &out.plan) {
+        after.extend(crate::verify::cached(state, target));
+        after = qwen_env_resolve::rules::finish(after, &state.resolver.silenced());
+    }
     state.watcher.refresh(caller, &tool, &out.watched, &after);
     if before != after {
         let (e, w) = (count(&after, Severity::Error), count(&after, Severity::Warning));

@@ -59,6 +59,22 @@ pub enum Request {
     /// Move literal keys from the caller's files into the keychain (`qwen-env key import`).
     /// Answered by [`Response::Imported`].
     KeyImport(ImportRequest),
+    /// `doctor --verify`: resolve, then probe the endpoint with the key and wait for fresh
+    /// results. Answered by [`Response::Resolved`].
+    Verify(ResolveRequest),
+    /// `key set` with verification: store the key, then (when `verify`) probe it at the catalogue
+    /// families it can belong to and compare with the caller's settings. Answered by
+    /// [`Response::KeyVerified`].
+    KeySetVerified {
+        /// The variable the key feeds.
+        name: String,
+        /// The key itself.
+        value: SecretValue,
+        /// Where the caller stands, to say what "your settings" use.
+        caller: CallerContext,
+        /// Probe the key (`false`: `key set --no-verify`, store only).
+        verify: bool,
+    },
 }
 
 /// Parameters of `Request::KeyImport`.
@@ -118,12 +134,21 @@ pub enum Response {
     },
     /// Response for `Request::Run`.
     Run(RunPlan),
-    /// Response for `Request::Resolve`.
+    /// Response for `Request::Resolve` and `Request::Verify`.
     Resolved(Box<Resolution>),
     /// One of the stream of responses to `Request::Events`.
     Event(EventInfo),
     /// Response for `Request::KeyImport`: one item per literal found.
     Imported(Vec<ImportItem>),
+    /// Response for `Request::KeySetVerified`.
+    KeyVerified {
+        /// The stored key's metadata (with the detected family and region).
+        info: KeyInfo,
+        /// Where the key works and what the caller's settings use, in words.
+        notes: Vec<String>,
+        /// Problems the probes found (`key-rejected`, `key-region-mismatch`, …).
+        findings: Vec<Finding>,
+    },
 }
 
 /// Something the daemon noticed: a watched file changed, or a context's findings changed.
@@ -228,6 +253,14 @@ pub struct KeyInfo {
     pub changed: u64,
     /// Whether the keychain still holds it (kernel keyutils forgets keys at reboot).
     pub present: bool,
+    /// Catalogue family detected by the last probe that accepted it (`dashscope`, `coding-plan`).
+    pub family: Option<String>,
+    /// Region of that family's endpoint (`ap-southeast-1`).
+    pub region: Option<String>,
+    /// The last probe's result in words (`valid at …`, `rejected (HTTP 401) by …`).
+    pub probe: Option<String>,
+    /// When it was last probed (Unix seconds; 0 = never).
+    pub probed: u64,
 }
 
 /// The caller's situation, sent with every request that resolves. The daemon uses it for that
@@ -469,6 +502,25 @@ mod tests {
                 }),
                 "06012f01017101014b0156010000010156",
             ),
+            (
+                Request::Verify(ResolveRequest {
+                    caller: caller(),
+                    as_is: false,
+                    with: vec![],
+                    profile: None,
+                    variables: vec![],
+                }),
+                "09012f01017101014b015600000000",
+            ),
+            (
+                Request::KeySetVerified {
+                    name: "K".into(),
+                    value: SecretValue::new("s".into()),
+                    caller: caller(),
+                    verify: true,
+                },
+                "0a014b0173012f01017101014b015601",
+            ),
         ];
         for (msg, bytes) in cases {
             assert_eq!(hex(&msg), bytes, "{msg:?}");
@@ -485,6 +537,10 @@ mod tests {
             created: 1,
             changed: 2,
             present: true,
+            family: Some("d".into()),
+            region: None,
+            probe: Some("v".into()),
+            probed: 3,
         };
         let cases: Vec<(Response, &str)> = vec![
             (Response::ShuttingDown, "00"),
@@ -538,8 +594,8 @@ mod tests {
                 }),
                 "0201017601020173016c016b0001016e0301017701012f017401020300",
             ),
-            (Response::Key(key.clone()), "03014b0166016d0162010201"),
-            (Response::Keys(vec![key]), "0401014b0166016d0162010201"),
+            (Response::Key(key.clone()), "03014b0166016d01620102010101640001017603"),
+            (Response::Keys(vec![key.clone()]), "0401014b0166016d01620102010101640001017603"),
             (Response::Removed { name: "K".into() }, "05014b"),
             (
                 Response::Run(RunPlan {
@@ -563,6 +619,10 @@ mod tests {
                     findings: vec![finding()],
                 })),
                 "07097177656e2d636f646501017601017300000100010166016f0000000000000000000001017601017300000100010166016f010156000000000001016301016d017801016c00",
+            ),
+            (
+                Response::KeyVerified { info: key, notes: vec!["n".into()], findings: vec![] },
+                "0a014b0166016d0162010201010164000101760301016e00",
             ),
         ];
         for (msg, bytes) in cases {

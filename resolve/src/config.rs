@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::catalog::{Catalog, Family};
+
 /// The parsed config. Unknown keys are ignored so a newer config still loads.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -18,6 +20,8 @@ pub struct Config {
     pub generic: Profile,
     /// Let processes started by `qwen-env run` (and their children) ask for keys themselves.
     pub allow_nesting: bool,
+    /// Endpoint catalogue families that add to or replace (by id) the catalogue's.
+    pub family: Vec<Family>,
 }
 
 /// A named set of keychain entries.
@@ -36,6 +40,7 @@ impl Default for Config {
             profile: BTreeMap::new(),
             generic: Profile::default(),
             allow_nesting: false,
+            family: Vec::new(),
         }
     }
 }
@@ -43,7 +48,9 @@ impl Default for Config {
 impl Config {
     /// Parse the TOML text; the error names the line and what is wrong.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        Catalog::check_families(&c.family)?;
+        Ok(c)
     }
 }
 
@@ -62,6 +69,11 @@ mod tests {
         assert_eq!(c.rotate_after_days, 30);
         assert_eq!(c.profile["router"].keys, ["OPENROUTER_API_KEY"]);
         assert_eq!(c.generic.keys, ["API_KEY"]);
+        let c = Config::parse(
+            "[[family]]\nid = \"corp\"\nname = \"Corp\"\n[[family.endpoint]]\nregion = \"eu\"\nbase_url = \"https://llm.corp.example/v1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.family[0].endpoints[0].region, "eu");
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! - `envfiles`: the `.env` walk-up and the first-writer-wins environment overlay.
 //! - `qwen`, `openclaw`, `generic`: one resolver per host.
 //! - `rules`: the static findings; `mask`: how secrets are shown; `config`: our own config.
+//! - `catalog`: the endpoint catalogue (families, endpoints, detection, where a key may go).
 
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod dotenv;
 pub mod envfiles;
@@ -28,8 +30,9 @@ pub mod settings;
 pub mod sources;
 
 pub use cache::SourceCache;
+pub use catalog::Catalog;
 pub use config::Config;
-pub use resolve::{KeyMeta, KeychainView, Params, Plan, resolve};
+pub use resolve::{KeyMeta, KeyRef, KeychainView, Params, Plan, resolve};
 pub use sources::Sources;
 
 #[cfg(test)]

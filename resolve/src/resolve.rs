@@ -74,6 +74,30 @@ pub struct Plan {
     pub extra_args: Vec<String>,
     /// What `run` changed, in words.
     pub notes: Vec<String>,
+    /// The key the resolved request carries, for the daemon's probes (DESIGN.md section 8).
+    pub probe_key: Option<KeyRef>,
+}
+
+/// Where the resolved key's value is: the resolver never holds keychain secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A keychain entry, by name: the daemon fetches the value.
+    Keychain(String),
+    /// A value from a file, the environment or a flag.
+    Plain(SecretValue),
+}
+
+impl KeyRef {
+    fn of(value: &str) -> Option<KeyRef> {
+        if let Some((name, _)) = parse_placeholder(value) {
+            Some(KeyRef::Keychain(name.to_string()))
+        } else if value.contains(PH) || value.is_empty() {
+            // A keychain value inside a longer string: not a key a probe could send as is.
+            None
+        } else {
+            Some(KeyRef::Plain(SecretValue::new(value.to_string())))
+        }
+    }
 }
 
 const PH: char = '\u{1}';
@@ -217,6 +241,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             if p.bare && !p.as_is {
                 bare_plan(&out, user_bare, &mut plan);
             }
+            plan.probe_key = out.key.as_ref().and_then(|(v, _)| KeyRef::of(v));
             env_view = out.env;
         }
         Host::OpenClaw => {
@@ -250,6 +275,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             }
             findings.append(&mut out.findings);
             [res.auth_type, res.model, res.base_url, res.api_key] = out.fields.clone();
+            plan.probe_key = out.key.as_deref().and_then(KeyRef::of);
             env_view = out.env;
         }
         Host::Generic => {

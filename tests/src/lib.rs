@@ -77,7 +77,12 @@ impl TestEnv {
             home,
             runtime,
             namespace,
-            vars: vec![("QWEN_ENV_KEYRING".into(), "keyutils".into())],
+            vars: vec![
+                ("QWEN_ENV_KEYRING".into(), "keyutils".into()),
+                // No probe leaves the machine unless a test asks for it (and points the
+                // catalogue at loopback mocks with `QWEN_ENV_CATALOG`): tests/tests/probe.rs.
+                ("QWEN_ENV_PROBE".into(), "off".into()),
+            ],
         }
     }
 
@@ -155,9 +160,9 @@ impl TestEnv {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Stores a key through `qwen-env key set NAME` with the value on stdin.
+    /// Stores a key through `qwen-env key set --no-verify NAME` with the value on stdin.
     pub fn set_key(&self, name: &str, value: &str) {
-        let out = self.run_with_stdin(&["key", "set", name], value);
+        let out = self.run_with_stdin(&["key", "set", "--no-verify", name], value);
         assert!(out.status.success(), "key set {name} failed: {}", describe(&out));
     }
 

@@ -305,6 +305,8 @@ impl Sandbox {
             ("QWEN_USAGE_STATISTICS_ENABLED", "false"),
             ("QWEN_ENV_KEYRING", "keyutils"),
             ("QWEN_ENV_NAMESPACE", namespace.as_str()),
+            // This suite checks resolution, not probes (tests/tests/probe.rs does).
+            ("QWEN_ENV_PROBE", "off"),
         ] {
             env.push((k.into(), v.into()));
         }

@@ -3,7 +3,7 @@
 use qwen_env_proto::{Request, Resolution, ResolveRequest, Response, Severity};
 
 use super::run::caller_context;
-use super::{ask, unexpected};
+use super::{ask, spinner, unexpected};
 use crate::cli::{DoctorArgs, ExplainArgs};
 use crate::error::{CliError, exit};
 use crate::{out, render};
@@ -37,11 +37,22 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CliError> {
 
 /// Exits 1 when any finding is an error.
 pub fn doctor(args: &DoctorArgs) -> Result<(), CliError> {
-    let r = resolve(ResolveRequest {
+    let request = ResolveRequest {
         caller: caller_context(&args.command)?,
         as_is: false,
         ..ResolveRequest::default()
-    })?;
+    };
+    let r = if args.verify {
+        let answer = spinner::while_waiting("checking the key with the endpoint", || {
+            ask(&Request::Verify(request))
+        })?;
+        match answer {
+            Response::Resolved(r) => *r,
+            other => return Err(unexpected(&other)),
+        }
+    } else {
+        resolve(request)?
+    };
     if args.json {
         let findings: Vec<_> = r.findings.iter().map(render::finding_json).collect();
         let doc = serde_json::json!({ "schema": 1, "tool": r.tool, "findings": findings });

@@ -5,14 +5,15 @@ use std::io::{IsTerminal, Read};
 
 use qwen_env_proto::{ImportRequest, KeyInfo, Request, Response, SecretValue};
 
-use super::{age, ask, now, unexpected};
+use super::run::caller_context;
+use super::{age, ask, now, spinner, unexpected};
 use crate::cli::KeyCommand;
-use crate::error::CliError;
-use crate::out;
+use crate::error::{CliError, exit};
+use crate::{out, render};
 
 pub fn key(cmd: KeyCommand) -> Result<(), CliError> {
     match cmd {
-        KeyCommand::Set { name } => set(name),
+        KeyCommand::Set { name, no_verify } => set(name, !no_verify),
         KeyCommand::Ls { json } => ls(json),
         KeyCommand::Import { scrub, force, json, paths } => import(scrub, force, json, &paths),
         KeyCommand::Rm { name } => match ask(&Request::KeyRemove { name: name.clone() })? {
@@ -22,14 +23,38 @@ pub fn key(cmd: KeyCommand) -> Result<(), CliError> {
     }
 }
 
-/// The value never comes from argv: a hidden prompt on a terminal, else standard input.
-fn set(name: String) -> Result<(), CliError> {
+/// The value never comes from argv: a hidden prompt on a terminal, else standard input. Unless
+/// `--no-verify`, the daemon then checks where the key works (free requests) and whether this
+/// directory's settings send it there. The key stays stored whatever the check says; a key that
+/// no endpoint accepts exits 1.
+fn set(name: String, verify: bool) -> Result<(), CliError> {
     let value = read_value(&name)?;
-    match ask(&Request::KeySet { name, value })? {
-        Response::Key(info) => out(&format!(
-            "stored {} {} ({}) in {}\n",
-            info.name, info.masked, info.fingerprint, info.backend
-        )),
+    let request = Request::KeySetVerified { name, value, caller: caller_context(&[])?, verify };
+    let answer = if verify {
+        spinner::while_waiting("checking where the key works", || ask(&request))?
+    } else {
+        ask(&request)?
+    };
+    match answer {
+        Response::KeyVerified { info, notes, findings } => {
+            let mut text = format!(
+                "stored {} {} ({}) in {}\n",
+                info.name, info.masked, info.fingerprint, info.backend
+            );
+            for n in &notes {
+                let _ = writeln!(text, "{n}");
+            }
+            if !findings.is_empty() {
+                text += &render::findings(&findings, render::colour(false));
+            }
+            out(&text)?;
+            // Only a key no endpoint accepts fails `key set`; a model or settings problem is
+            // reported but the key itself is fine.
+            if findings.iter().any(|f| f.code == "key-rejected") {
+                return Err(CliError::silent(exit::FINDINGS));
+            }
+            Ok(())
+        }
         other => Err(unexpected(&other)),
     }
 }
@@ -77,14 +102,23 @@ fn ls(json: bool) -> Result<(), CliError> {
     }
     let width = keys.iter().map(|k| k.name.len()).max().unwrap_or(4).max(4);
     let mut text = format!(
-        "{:width$}  {:19}  {:10}  {:14}  {}\n",
-        "NAME", "FINGERPRINT", "KEY", "BACKEND", "AGE"
+        "{:width$}  {:19}  {:10}  {:14}  {:10}  {:28}  {}\n",
+        "NAME", "FINGERPRINT", "KEY", "BACKEND", "AGE", "FAMILY", "LAST CHECK"
     );
     for k in &keys {
         let missing = if k.present { "" } else { "  (missing from the keychain: set it again)" };
+        let family = match (&k.family, &k.region) {
+            (Some(f), Some(r)) => format!("{f} {r}"),
+            (Some(f), None) => f.clone(),
+            _ => "-".to_owned(),
+        };
+        let check = match &k.probe {
+            Some(p) => format!("{p} ({} ago)", age(now.saturating_sub(k.probed))),
+            None => "never".to_owned(),
+        };
         let _ = writeln!(
             text,
-            "{:width$}  {:19}  {:10}  {:14}  {}{missing}",
+            "{:width$}  {:19}  {:10}  {:14}  {:10}  {family:28}  {check}{missing}",
             k.name,
             k.fingerprint,
             k.masked,
@@ -154,5 +188,9 @@ fn key_json(k: &KeyInfo, now: u64) -> serde_json::Value {
         "changed": k.changed,
         "age_days": now.saturating_sub(k.changed) / 86_400,
         "present": k.present,
+        "family": k.family,
+        "region": k.region,
+        "last_check": k.probe,
+        "checked": (k.probed > 0).then_some(k.probed),
     })
 }

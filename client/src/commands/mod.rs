@@ -7,6 +7,7 @@ mod explain;
 mod hook;
 mod key;
 mod run;
+mod spinner;
 mod status;
 
 use qwen_env_proto::{Request, Response};
