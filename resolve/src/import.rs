@@ -91,15 +91,10 @@ pub fn scan_file(path: &Path) -> Result<Vec<Literal>, String> {
     Ok(out)
 }
 
-fn is_literal_key(name: &str, value: &str) -> bool {
-    !value.contains('$')
-        && (mask::is_secret_name(name) && value.len() >= 8 || mask::looks_like_key(value))
-}
-
 fn env_literals(path: &Path, entries: &[crate::dotenv::Entry]) -> Vec<Literal> {
     entries
         .iter()
-        .filter(|e| is_literal_key(&e.key, &e.value))
+        .filter(|e| mask::is_literal_key(&e.key, &e.value))
         .map(|e| Literal {
             name: e.key.clone(),
             value: SecretValue::new(e.value.clone()),
@@ -114,7 +109,7 @@ fn settings_literals(path: &Path, node: &Node) -> Vec<Literal> {
     let mut out = Vec::new();
     if let Some(env) = node.get("env").and_then(Node::as_object) {
         for (k, v) in env {
-            if let Some(s) = v.as_str().filter(|s| is_literal_key(k, s)) {
+            if let Some(s) = v.as_str().filter(|s| mask::is_literal_key(k, s)) {
                 out.push(json_literal(path, k, s, &format!("env.{k}")));
             }
         }

@@ -41,6 +41,13 @@ pub fn is_secret_name(name: &str) -> bool {
         || n.contains("PASSWORD")
 }
 
+/// Whether `name=value` (in a `.env` file or a settings `env` block) holds a literal key: a
+/// secret-looking name with a real value, or a value that looks like a key. `$VAR` references
+/// are not literals.
+pub fn is_literal_key(name: &str, value: &str) -> bool {
+    !value.contains('$') && (is_secret_name(name) && value.len() >= 8 || looks_like_key(value))
+}
+
 /// Whether a value looks like an API key rather than a name, a URL or a placeholder.
 pub fn looks_like_key(value: &str) -> bool {
     let v = value.trim();

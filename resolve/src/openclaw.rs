@@ -12,7 +12,6 @@ use regex::Regex;
 
 use crate::envfiles::{EnvView, Origin};
 use crate::jsonc::{Node, Value};
-use crate::mask;
 use crate::qwen::{Shower, finding};
 use crate::rules;
 use crate::sources::Sources;
@@ -320,25 +319,7 @@ pub fn resolve(
     }
     rules::base_url_rules(&base, base_field.source.as_deref().unwrap_or(""), &mut findings);
     for f in oc.cwd_env.iter().chain(oc.state_env.iter()) {
-        let mut any = false;
-        for e in &f.entries {
-            if mask::is_secret_name(&e.key) && e.value.len() >= 8 {
-                any = true;
-                findings.push(finding(
-                    "plaintext-secret",
-                    Severity::Warning,
-                    format!("a literal key {} in {}", e.key, f.label),
-                    format!(
-                        "qwen-env key import --scrub (stores {} in the keychain and deletes line {} of {})",
-                        e.key, e.line, f.label
-                    ),
-                    Some(format!("{}:{}", f.label, e.line)),
-                ));
-            }
-        }
-        if any {
-            plaintext_files.push((f.label.to_string(), f.mode));
-        }
+        rules::env_file_plaintext(f, &mut plaintext_files, &mut findings);
     }
     rules::permission_rules(&plaintext_files, &mut findings);
     Outcome {

@@ -635,8 +635,7 @@ fn plaintext_rules(o: &Outcome, src: &Sources, out: &mut Vec<Finding>) {
         if let Some(env) = raw.get("env").and_then(Node::as_object) {
             for (k, v) in env {
                 if let Some(s) = v.as_str()
-                    && !s.contains('$')
-                    && (mask::is_secret_name(k) && s.len() >= 8 || mask::looks_like_key(s))
+                    && mask::is_literal_key(k, s)
                 {
                     hits.push((format!("env.{k}"), v.loc.to_string()));
                 }
@@ -665,29 +664,34 @@ fn plaintext_rules(o: &Outcome, src: &Sources, out: &mut Vec<Finding>) {
     }
     let env_files = src.qwen.project_env.iter().chain(src.qwen.home_envs.iter());
     for f in env_files {
-        let mut any = false;
-        for e in &f.entries {
-            if (mask::is_secret_name(&e.key) && e.value.len() >= 8)
-                || mask::looks_like_key(&e.value)
-            {
-                any = true;
-                out.push(finding(
-                    "plaintext-secret",
-                    Severity::Warning,
-                    format!("a literal key {} in {}", e.key, f.label),
-                    format!(
-                        "qwen-env key import --scrub (stores {} in the keychain and deletes line {} of {})",
-                        e.key, e.line, f.label
-                    ),
-                    Some(format!("{}:{}", f.label, e.line)),
-                ));
-            }
-        }
-        if any {
-            files_with_secrets.push((f.label.to_string(), f.mode));
-        }
+        env_file_plaintext(f, &mut files_with_secrets, out);
     }
     permission_rules(&files_with_secrets, out);
+}
+
+/// `plaintext-secret` for each literal key in a `.env` file; records the file when it has any.
+pub fn env_file_plaintext(
+    f: &crate::sources::EnvFile,
+    files_with_secrets: &mut Vec<(String, Option<u32>)>,
+    out: &mut Vec<Finding>,
+) {
+    let mut any = false;
+    for e in f.entries.iter().filter(|e| mask::is_literal_key(&e.key, &e.value)) {
+        any = true;
+        out.push(finding(
+            "plaintext-secret",
+            Severity::Warning,
+            format!("a literal key {} in {}", e.key, f.label),
+            format!(
+                "qwen-env key import --scrub (stores {} in the keychain and deletes line {} of {})",
+                e.key, e.line, f.label
+            ),
+            Some(format!("{}:{}", f.label, e.line)),
+        ));
+    }
+    if any {
+        files_with_secrets.push((f.label.to_string(), f.mode));
+    }
 }
 
 /// `secret-file-permissions` for files that hold a secret.
