@@ -77,6 +77,23 @@ fn label(p: &Path) -> Arc<str> {
     Arc::from(p.to_string_lossy().as_ref())
 }
 
+/// A JSON5 error as `what at line L column C`. The parser's own message quotes the offending
+/// source line, which can hold a literal key: it must never reach a finding.
+fn json5_error(e: &json5::Error) -> String {
+    let json5::Error::Message { msg, location } = e;
+    match location {
+        Some(l) => {
+            let what = msg
+                .lines()
+                .rev()
+                .find_map(|line| line.trim_start().strip_prefix("= "))
+                .unwrap_or("syntax error");
+            format!("{what} at line {} column {}", l.line, l.column)
+        }
+        None => msg.clone(),
+    }
+}
+
 impl SourceCache {
     /// A file parsed as `kind`, or `None` when it does not exist (or is not a readable file).
     fn get(&mut self, path: &Path, kind: Kind) -> Option<Parsed> {
@@ -123,7 +140,7 @@ impl SourceCache {
                         n.set_file(&lbl);
                         n
                     })
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| json5_error(&e));
                 Parsed::Json(Arc::new(JsonFile {
                     path: path.to_path_buf(),
                     label: lbl,

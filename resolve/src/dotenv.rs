@@ -55,6 +55,9 @@ pub fn parse(src: &str) -> Vec<Entry> {
     let lines = src.replace("\r\n", "\n").replace('\r', "\n");
     let mut out = Vec::new();
     let mut at = 0;
+    // Line counting resumes where the previous key was (counting from the start each time is
+    // quadratic: a 1 MB `.env` in a cloned repository would stall the daemon).
+    let (mut counted_to, mut line_no) = (0, 1usize);
     while at <= lines.len() {
         let Some(caps) = LINE.captures_at(&lines, at) else { break };
         let whole = caps.get(0).expect("group 0");
@@ -74,8 +77,9 @@ pub fn parse(src: &str) -> Vec<Entry> {
         if quote == Some('"') {
             v = v.replace("\\n", "\n").replace("\\r", "\r");
         }
-        let line =
-            u32::try_from(lines[..key.start()].matches('\n').count() + 1).unwrap_or(u32::MAX);
+        line_no += lines[counted_to..key.start()].matches('\n').count();
+        counted_to = key.start();
+        let line = u32::try_from(line_no).unwrap_or(u32::MAX);
         out.push(Entry { key: key.as_str().to_string(), value: v, line });
         // lastIndex = end of match; our match consumed the line terminator, so step back. The
         // match always holds a key character, so this moves forward.
@@ -87,10 +91,12 @@ pub fn parse(src: &str) -> Vec<Entry> {
 /// dotenv's object: the last value of each key, in first-seen order.
 pub fn to_map(entries: &[Entry]) -> Vec<(String, String)> {
     let mut m: Vec<(String, String)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for e in entries {
-        if let Some(slot) = m.iter_mut().find(|(k, _)| *k == e.key) {
-            slot.1.clone_from(&e.value);
+        if let Some(&i) = index.get(e.key.as_str()) {
+            m[i].1.clone_from(&e.value);
         } else {
+            index.insert(&e.key, m.len());
             m.push((e.key.clone(), e.value.clone()));
         }
     }

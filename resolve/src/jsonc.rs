@@ -12,6 +12,11 @@ use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+/// Deepest nesting of arrays and objects we build (serde_json's limit too). JSON.parse has none,
+/// but every walk over a [`Node`] recurses, and a deeper file (say a cloned repository's
+/// `.qwen/settings.json`) would overflow the daemon's stack. No real settings file comes close.
+pub const MAX_DEPTH: u32 = 128;
+
 /// Where a value starts. `line`/`col` are 1-based; 0 means unknown (JSON5 sources).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Loc {
@@ -229,7 +234,7 @@ pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, ParseError> {
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let chars: Vec<char> = text.chars().collect();
     let stripped = strip_json_comments(&chars);
-    let mut p = Parser { s: &stripped, i: 0, line: 1, col: 1, file };
+    let mut p = Parser { s: &stripped, i: 0, line: 1, col: 1, file, depth: 0 };
     p.ws();
     let v = p.value()?;
     p.ws();
@@ -245,6 +250,7 @@ struct Parser<'a> {
     line: u32,
     col: u32,
     file: &'a Arc<str>,
+    depth: u32,
 }
 
 impl Parser<'_> {
@@ -307,8 +313,15 @@ impl Parser<'_> {
     fn value(&mut self) -> Result<Node, ParseError> {
         let loc = self.loc();
         let value = match self.peek() {
-            Some('{') => self.object()?,
-            Some('[') => self.array()?,
+            Some(c @ ('{' | '[')) => {
+                if self.depth >= MAX_DEPTH {
+                    return Err(self.err(format!("nesting deeper than {MAX_DEPTH} levels")));
+                }
+                self.depth += 1;
+                let v = if c == '{' { self.object() } else { self.array() };
+                self.depth -= 1;
+                v?
+            }
             Some('"') => Value::String(self.string()?),
             Some('t') => self.literal("true", Value::Bool(true))?,
             Some('f') => self.literal("false", Value::Bool(false))?,
@@ -322,6 +335,8 @@ impl Parser<'_> {
     fn object(&mut self) -> Result<Value, ParseError> {
         self.bump();
         let mut members: Vec<(String, Node)> = Vec::new();
+        // Key → place in `members`: a linear search per key is quadratic in the file's size.
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         self.ws();
         if self.peek() == Some('}') {
             self.bump();
@@ -339,9 +354,10 @@ impl Parser<'_> {
             self.ws();
             let v = self.value()?;
             // JSON.parse: a repeated key updates the value, the key keeps its first place.
-            if let Some(slot) = members.iter_mut().find(|(k, _)| *k == key) {
-                slot.1 = v;
+            if let Some(&i) = index.get(&key) {
+                members[i].1 = v;
             } else {
+                index.insert(key.clone(), members.len());
                 members.push((key, v));
             }
             self.ws();
@@ -502,6 +518,31 @@ impl Parser<'_> {
     }
 }
 
+thread_local! {
+    static DESER_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// [`MAX_DEPTH`] for deserialised nodes (JSON5 files): one level per guard alive on this thread.
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter<E: de::Error>() -> Result<DepthGuard, E> {
+        DESER_DEPTH.with(|d| {
+            if d.get() >= MAX_DEPTH {
+                return Err(E::custom(format!("nesting deeper than {MAX_DEPTH} levels")));
+            }
+            d.set(d.get() + 1);
+            Ok(DepthGuard)
+        })
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DESER_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
 /// Lets JSON5 (OpenClaw) and other serde formats produce a [`Node`] tree with key order kept.
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -541,6 +582,7 @@ impl<'de> Deserialize<'de> for Node {
                 Node::deserialize(d)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let _depth = DepthGuard::enter()?;
                 let mut items = Vec::new();
                 while let Some(n) = a.next_element()? {
                     items.push(n);
@@ -548,11 +590,15 @@ impl<'de> Deserialize<'de> for Node {
                 Ok(Node::new(Value::Array(items)))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let _depth = DepthGuard::enter()?;
                 let mut members: Vec<(String, Node)> = Vec::new();
+                let mut index: std::collections::HashMap<String, usize> =
+                    std::collections::HashMap::new();
                 while let Some((k, v)) = a.next_entry::<String, Node>()? {
-                    if let Some(slot) = members.iter_mut().find(|(mk, _)| *mk == k) {
-                        slot.1 = v;
+                    if let Some(&i) = index.get(&k) {
+                        members[i].1 = v;
                     } else {
+                        index.insert(k.clone(), members.len());
                         members.push((k, v));
                     }
                 }

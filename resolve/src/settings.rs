@@ -136,8 +136,12 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a Node>) -> Node {
     fn into(target: &mut Node, src: &Node) {
         match (&mut target.value, &src.value) {
             (Value::Object(t), Value::Object(s)) => {
+                // Key → place in `t` (a linear search per key is quadratic in the file's size).
+                let mut index: std::collections::HashMap<String, usize> =
+                    t.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
                 for (k, v) in s {
-                    if let Some(slot) = t.iter_mut().find(|(tk, _)| tk == k) {
+                    if let Some(&i) = index.get(k) {
+                        let slot = &mut t[i];
                         if matches!((&slot.1.value, &v.value), (Value::Object(_), Value::Object(_)))
                         {
                             into(&mut slot.1, v);
@@ -145,6 +149,7 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a Node>) -> Node {
                             slot.1 = v.clone();
                         }
                     } else {
+                        index.insert(k.clone(), t.len());
                         t.push((k.clone(), v.clone()));
                     }
                 }
