@@ -154,7 +154,7 @@ fn scrub_file(file: &Path, lits: &[&Literal]) -> Result<PathBuf, String> {
     if file.extension().is_some_and(|e| e == "json") {
         let label: std::sync::Arc<str> = std::sync::Arc::from("check");
         if qwen_env_resolve::jsonc::parse(&new, &label).is_err()
-            && json5::from_str::<serde_json::Value>(&new).is_err()
+            && json5::from_str::<qwen_env_resolve::jsonc::Node>(&new).is_err()
         {
             return Err("the edited file would not parse; edit it by hand".to_owned());
         }

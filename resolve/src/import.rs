@@ -80,10 +80,13 @@ pub fn scan_file(path: &Path) -> Result<Vec<Literal>, String> {
     let node = match jsonc::parse(&text, &label) {
         Ok(n) => n,
         Err(e) => {
-            let v: serde_json::Value = json5::from_str(&text).map_err(|_| {
+            // Into a Node, not a serde_json::Value: Node bounds the nesting depth (a deep file
+            // overflowed the daemon's stack) and keeps the key order.
+            let mut n: Node = json5::from_str(&text).map_err(|_| {
                 format!("{} does not parse: {}:{}: {}", path.display(), e.line, e.col, e.message)
             })?;
-            json_to_node(&v)
+            n.set_file(&label);
+            n
         }
     };
     let mut out = settings_literals(path, &node);
@@ -179,20 +182,6 @@ fn provider_var(provider: &str) -> String {
         "qwen-token-plan" => "QWEN_TOKEN_PLAN_API_KEY".to_owned(),
         other => format!("{}_API_KEY", other.to_ascii_uppercase().replace(['-', '.', ':'], "_")),
     }
-}
-
-fn json_to_node(v: &serde_json::Value) -> Node {
-    use crate::jsonc::Value as V;
-    Node::new(match v {
-        serde_json::Value::Null => V::Null,
-        serde_json::Value::Bool(b) => V::Bool(*b),
-        serde_json::Value::Number(n) => V::Number(n.as_f64().unwrap_or(0.0)),
-        serde_json::Value::String(s) => V::String(s.clone()),
-        serde_json::Value::Array(a) => V::Array(a.iter().map(json_to_node).collect()),
-        serde_json::Value::Object(o) => {
-            V::Object(o.iter().map(|(k, v)| (k.clone(), json_to_node(v))).collect())
-        }
-    })
 }
 
 /// Removes `literals` (all from the file whose text is `text`) and returns the new text, or why

@@ -395,3 +395,49 @@ fn megabyte_files_with_many_keys_resolve_quickly() {
     // Debug build; about 2 s here, and it was over 5 minutes.
     assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
 }
+
+/// Known bug, found while fuzzing the resolver: a settings string that references a secret
+/// variable (`"model": {"name": "$DASHSCOPE_API_KEY"}`, or inside a `baseUrl`) is expanded as Qwen
+/// Code does, and the expanded value is shown unmasked by `explain` (model / base URL fields).
+#[test]
+#[ignore = "known bug: $VAR expansion copies a secret into displayed values (see the report)"]
+fn secret_referenced_from_a_settings_string_is_masked() {
+    let mut env = TestEnv::new();
+    let key = "sk-expandedexpanded0123456789";
+    env.set_var("DASHSCOPE_API_KEY", key);
+    write(
+        &env.home.join(".qwen/settings.json"),
+        br#"{ "security": { "auth": { "selectedType": "openai" } },
+  "model": { "name": "$DASHSCOPE_API_KEY" },
+  "modelProviders": { "openai": [ { "id": "$DASHSCOPE_API_KEY", "envKey": "DASHSCOPE_API_KEY",
+    "baseUrl": "https://x.example/${DASHSCOPE_API_KEY}" } ] } }"#,
+    );
+    let proj = env.home.join("p");
+    std::fs::create_dir_all(&proj).unwrap();
+    for args in [&["explain", "--json"][..], &["doctor", "--json"][..], &["explain"][..]] {
+        let out = env.client(args).current_dir(&proj).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(key), "qwen-env {args:?} shows the key:\n{text}");
+    }
+}
+
+/// `key import FILE` fell back to `json5::from_str::<serde_json::Value>`, which has no depth
+/// bound: a deeply nested JSON5 file named on the command line overflowed the daemon's stack.
+#[test]
+fn key_import_of_a_deeply_nested_file_is_an_error_not_a_crash() {
+    let env = TestEnv::new();
+    let pid = status_pid(&env);
+    let deep = env.home.join("deep.json");
+    // Unquoted key: not JSON, so the JSON5 fallback runs.
+    write(&deep, format!("{{ a: {}{} }}", "[".repeat(3000), "]".repeat(3000)).as_bytes());
+    let before = snapshot(&env.home);
+    let out = env.run(&["key", "import", deep.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(3), "the daemon died: {}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not parse"), "{}", describe(&out));
+    assert_unchanged(&before, &env.home, "key import");
+    assert_eq!(status_pid(&env), pid, "the daemon restarted");
+}
