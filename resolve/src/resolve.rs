@@ -341,6 +341,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
     res.variables =
         p.variables.iter().map(|v| (v.clone(), var_field(&env_view, v, &shower))).collect();
     res.findings = rules::finish(findings, &p.config.silence);
+    redact(&mut res, &known_secrets(src, p));
     (res, plan)
 }
 
@@ -422,4 +423,75 @@ fn bare_plan(out: &qwen::Outcome, user_bare: bool, plan: &mut Plan) {
         None => {}
     }
     plan.unset.extend(["OPENAI_ORG_ID".to_string(), "OPENAI_PROJECT_ID".to_string()]);
+}
+
+/// Every secret value the sources hold in plain text: values of secret-named variables in the
+/// caller's environment, the `.env` files and the settings `env` blocks.
+fn known_secrets(src: &Sources, p: &Params<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: &str, value: &str| {
+        if mask::is_secret_name(name) && value.len() >= 8 && !out.iter().any(|v| v == value) {
+            out.push(value.to_owned());
+        }
+    };
+    for (k, v) in &p.caller.env {
+        add(k, v);
+    }
+    let q = &src.qwen;
+    let oc = &src.openclaw;
+    for f in q.project_env.iter().chain(&q.home_envs).chain(&oc.cwd_env).chain(&oc.state_env) {
+        for e in &f.entries {
+            add(&e.key, &e.value);
+        }
+    }
+    for f in [&q.system_defaults, &q.user, &q.workspace, &q.system].into_iter().flatten() {
+        if let Ok(node) = &f.parsed
+            && let Some(env) = node.get("env").and_then(crate::jsonc::Node::as_object)
+        {
+            for (k, v) in env {
+                if let Some(s) = v.as_str() {
+                    add(k, s);
+                }
+            }
+        }
+    }
+    // Longest first, so a secret that contains another is masked whole.
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
+
+/// Masks any known secret that reached a displayed value through `$VAR` expansion (a model
+/// name or base URL written as `"$DASHSCOPE_API_KEY"` is expanded exactly as Qwen Code does, and
+/// must still never be shown). Secret fields already show only masks and fingerprints.
+fn redact(res: &mut Resolution, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    let scrub = |text: &mut String| {
+        for s in secrets {
+            if text.contains(s.as_str()) {
+                *text = text.replace(s.as_str(), &mask::masked(s));
+            }
+        }
+    };
+    let fields = [&mut res.auth_type, &mut res.model, &mut res.base_url, &mut res.api_key];
+    for f in fields.into_iter().chain(res.variables.iter_mut().map(|(_, f)| f)) {
+        for v in f.value.iter_mut().chain(f.source.iter_mut()) {
+            scrub(v);
+        }
+        for sh in &mut f.shadowed {
+            for v in sh.value.iter_mut().chain(std::iter::once(&mut sh.source)) {
+                scrub(v);
+            }
+        }
+    }
+    for f in &mut res.findings {
+        for v in [&mut f.message, &mut f.fix]
+            .into_iter()
+            .chain(f.location.iter_mut())
+            .chain(f.evidence.iter_mut())
+        {
+            scrub(v);
+        }
+    }
 }
