@@ -40,12 +40,17 @@ failed=()
 for t in "${targets[@]}"; do
   work="fuzz/target/corpus/$t"
   mkdir -p "$work" "fuzz/corpus/$t"
+  dict=()
+  case "$t" in
+    jsonc | json5 | resolve) dict=(-dict=fuzz/dict/settings.dict) ;;
+    dotenv) dict=(-dict=fuzz/dict/dotenv.dict) ;;
+  esac
   echo "== fuzz $t for ${secs}s"
   s0=$(date +%s)
   # -timeout: one input may take at most 10 s; -rss_limit_mb: a leak or a huge allocation fails.
   if cargo fuzz run --fuzz-dir fuzz -s "$sanitizer" "$t" "$work" "fuzz/corpus/$t" -- \
       -max_total_time="$secs" -timeout=10 -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
-      -print_final_stats=1 \
+      -print_final_stats=1 "${dict[@]}" \
       > "fuzz/target/$t.log" 2>&1; then
     echo "   ok in $(( $(date +%s) - s0 ))s: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "fuzz/target/$t.log" | grep -o '[0-9]*$') runs, $(ls "$work" | wc -l) corpus inputs"
   else
