@@ -40,7 +40,12 @@ pub struct Watcher {
     events: broadcast::Sender<EventInfo>,
 }
 
+/// Paths whose events matter: watched files and every path between a watched directory and a
+/// watched file below it (a directory that may appear on the way).
+type Relevant = Arc<std::sync::RwLock<std::collections::HashSet<PathBuf>>>;
+
 struct Inner {
+    relevant: Relevant,
     notify: Option<notify::RecommendedWatcher>,
     /// Why watching is degraded, if it is.
     note: Option<String>,
@@ -64,10 +69,18 @@ impl Watcher {
     /// A watcher whose raw events go to `raw`. If the OS watcher cannot start, watching is
     /// degraded (noted in `status`) and the daemon still works.
     pub fn new(raw: mpsc::UnboundedSender<PathBuf>) -> Arc<Self> {
+        // Filtered on notify's own thread: a busy watched directory (a project in /tmp, say)
+        // must not wake the runtime for every unrelated file.
+        let relevant: Relevant = Arc::default();
+        let filter = relevant.clone();
         let handler = move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
+                let relevant = filter.read().expect("relevant lock");
                 for path in event.paths {
-                    let _ = raw.send(path);
+                    if relevant.contains(&path) {
+                        tracing::trace!(path = %path.display(), "watched path changed");
+                        let _ = raw.send(path);
+                    }
                 }
             }
             Err(e) => tracing::warn!(cause = %e, "file watcher error"),
@@ -90,6 +103,7 @@ impl Watcher {
             .unwrap_or(DEFAULT_MAX_WATCHES);
         Arc::new(Self {
             inner: Mutex::new(Inner {
+                relevant,
                 notify,
                 note,
                 max_dirs,
@@ -244,6 +258,19 @@ impl Inner {
         }
         let wanted_dirs: BTreeSet<PathBuf> =
             wanted_files.iter().filter_map(|f| nearest_dir(f)).collect();
+        {
+            let mut relevant = self.relevant.write().expect("relevant lock");
+            relevant.clear();
+            for f in &wanted_files {
+                let mut p = f.as_path();
+                while !wanted_dirs.contains(p) && relevant.insert(p.to_owned()) {
+                    match p.parent() {
+                        Some(parent) => p = parent,
+                        None => break,
+                    }
+                }
+            }
+        }
         let Some(notify) = self.notify.as_mut() else { return };
         for gone in self.dirs.difference(&wanted_dirs).cloned().collect::<Vec<_>>() {
             let _ = notify.unwatch(&gone);
