@@ -44,7 +44,7 @@ pub struct Resolver {
 struct LoadedConfig {
     path: PathBuf,
     stamp: Option<(u64, SystemTime)>,
-    config: Config,
+    config: Arc<Config>,
     error: Option<Finding>,
     /// The base catalogue with this config's families applied.
     catalog: Arc<Catalog>,
@@ -89,7 +89,7 @@ impl Resolver {
             config: Mutex::new(LoadedConfig {
                 path: config_file,
                 stamp: None,
-                config: Config::default(),
+                config: Arc::default(),
                 error: None,
                 catalog: Arc::new(base_catalog.clone()),
             }),
@@ -100,7 +100,7 @@ impl Resolver {
 
     /// Finding codes the config silences.
     pub fn silenced(&self) -> Vec<String> {
-        self.config().0.silence
+        self.config().0.silence.clone()
     }
 
     /// The catalogue in force: base plus the config's families.
@@ -164,7 +164,7 @@ impl Resolver {
 
     /// The current config, re-read when the file changed. A config that does not parse keeps
     /// the last good one and yields a finding.
-    fn config(&self) -> (Config, Option<Finding>) {
+    fn config(&self) -> (Arc<Config>, Option<Finding>) {
         let mut loaded = self.config.lock().expect("config lock");
         let stamp = std::fs::metadata(&loaded.path)
             .ok()
@@ -173,7 +173,7 @@ impl Resolver {
             loaded.stamp = stamp;
             match std::fs::read_to_string(&loaded.path) {
                 Err(_) if stamp.is_none() => {
-                    loaded.config = Config::default();
+                    loaded.config = Arc::default();
                     loaded.error = None;
                     loaded.catalog = Arc::new(self.base_catalog.clone());
                 }
@@ -182,7 +182,7 @@ impl Resolver {
                     Ok(c) => {
                         loaded.catalog =
                             Arc::new(self.base_catalog.clone().with_overrides(&c.family));
-                        loaded.config = c;
+                        loaded.config = Arc::new(c);
                         loaded.error = None;
                     }
                     Err(e) => {
