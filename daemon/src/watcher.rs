@@ -74,6 +74,10 @@ impl Watcher {
         let relevant: Relevant = Arc::default();
         let filter = relevant.clone();
         let handler = move |res: notify::Result<notify::Event>| match res {
+            // inotify also reports opens and reads; our own reads of a watched file would then
+            // feed back into another change check, forever. Only writes, creates, removes and
+            // renames change what a file says.
+            Ok(event) if is_read_only(&event.kind) => {}
             Ok(event) => {
                 let relevant = filter.read().expect("relevant lock");
                 for path in event.paths {
@@ -306,6 +310,12 @@ fn limit_note() -> String {
      raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (and persist it in \
      /etc/sysctl.d/)"
         .to_owned()
+}
+
+/// An open, a read, or the close of a file that was only read.
+fn is_read_only(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(kind, notify::EventKind::Access(a) if !matches!(a, AccessKind::Close(AccessMode::Write)))
 }
 
 /// The closest existing directory at or above `file`'s parent.

@@ -151,25 +151,34 @@ fn contexts(socket: &Path, env: &TestEnv, n: usize) {
 /// Context switches of every daemon thread over `length` of idleness, per minute.
 fn idle_wakeups(env: &TestEnv, length: Duration) {
     let Some(pid) = env.daemon_pid() else { return };
-    let switches = || -> u64 {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-        tasks
-            .filter_map(Result::ok)
-            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-            .flat_map(|s| {
-                s.lines()
-                    .filter(|l| l.contains("ctxt_switches"))
-                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .sum()
+    // Context switches per thread (name, count).
+    let switches = || -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+        for t in tasks.filter_map(Result::ok) {
+            let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
+            let name = status.lines().next().unwrap_or("").trim_start_matches("Name:").trim();
+            let n: u64 = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            *out.entry(format!("{name}/{}", t.file_name().to_string_lossy())).or_default() += n;
+        }
+        out
     };
     std::thread::sleep(Duration::from_secs(1));
     let before = switches();
     std::thread::sleep(length);
-    let woke = switches().saturating_sub(before);
+    let after = switches();
+    let per_thread: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let woke: u64 = per_thread.iter().map(|(_, n)| n).sum();
     println!(
-        "daemon wake-ups while idle: {:.1} per minute (target: no periodic wake-ups)",
+        "daemon wake-ups while idle: {:.1} per minute (target: no periodic wake-ups) {per_thread:?}",
         woke as f64 * 60.0 / length.as_secs_f64()
     );
 }
