@@ -130,16 +130,29 @@ impl Watcher {
     ) {
         let mut inner = self.inner.lock().expect("watcher lock");
         let key = (caller.cwd.clone(), tool.to_owned());
-        let unchanged = inner.contexts.get(&key).is_some_and(|c| c.files == files);
-        inner.contexts.insert(
-            key,
-            Context {
-                caller: caller.clone(),
-                files: files.to_vec(),
-                findings: findings.to_vec(),
-                last_used: Instant::now(),
-            },
-        );
+        // The hot path (every `run`): a known context asked again. Compare before cloning.
+        let unchanged = match inner.contexts.get_mut(&key) {
+            Some(c) if c.files == files => {
+                c.last_used = Instant::now();
+                if c.caller != *caller {
+                    c.caller = caller.clone();
+                }
+                if c.findings != findings {
+                    c.findings = findings.to_vec();
+                }
+                true
+            }
+            _ => {
+                let context = Context {
+                    caller: caller.clone(),
+                    files: files.to_vec(),
+                    findings: findings.to_vec(),
+                    last_used: Instant::now(),
+                };
+                inner.contexts.insert(key, context);
+                false
+            }
+        };
         let expired = inner.expire();
         if !unchanged || expired {
             inner.sync();
