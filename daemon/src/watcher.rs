@@ -77,7 +77,7 @@ impl Watcher {
             // inotify also reports opens and reads; our own reads of a watched file would then
             // feed back into another change check, forever. Only writes, creates, removes and
             // renames change what a file says.
-            Ok(event) if is_read_only(&event.kind) => {}
+            Ok(event) if is_read_only(event.kind) => {}
             Ok(event) => {
                 let relevant = filter.read().expect("relevant lock");
                 for path in event.paths {
@@ -326,7 +326,7 @@ fn limit_note() -> String {
 }
 
 /// An open, a read, or the close of a file that was only read.
-fn is_read_only(kind: &notify::EventKind) -> bool {
+fn is_read_only(kind: notify::EventKind) -> bool {
     use notify::event::{AccessKind, AccessMode};
     matches!(kind, notify::EventKind::Access(a) if !matches!(a, AccessKind::Close(AccessMode::Write)))
 }
