@@ -186,6 +186,26 @@ impl TestEnv {
         wait_until(limit, || !self.daemon_running())
     }
 
+    /// Runs the `sh` script in a private D-Bus session whose Secret Service (gnome-keyring) is
+    /// unlocked, with `$Q` naming the client; the daemon it starts picks the Secret Service (the
+    /// keyutils default of [`TestEnv`] is lifted, everything else stays, probes off included).
+    /// `None` when the tools are missing outside CI.
+    pub fn with_secret_service(&self, script: &str) -> Option<Output> {
+        if !require("dbus-run-session") || !require("gnome-keyring-daemon") {
+            return None;
+        }
+        let full = format!(
+            "printf %s test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1\n\
+             Q='{}'\n{script}\n\
+             # A keyring activated on demand would outlive the bus and hold our output open.\n\
+             pkill -x gnome-keyring-d || true\n",
+            bin("qwen-env").display()
+        );
+        let mut cmd = self.command("dbus-run-session");
+        cmd.env_remove("QWEN_ENV_KEYRING").args(["--", "sh", "-c", &full]);
+        Some(cmd.output().expect("dbus-run-session"))
+    }
+
     /// Writes qwen-env's own `config.toml`.
     pub fn write_config(&self, text: &str) {
         let path = self.root.path().join("config/qwen-env/config.toml");

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use qwen_env_tests::{TestEnv, describe, require, wait_until};
+use qwen_env_tests::{TestEnv, describe, wait_until};
 
 const KEY: &str = "sk-faults00000000000000000001";
 
@@ -40,16 +40,9 @@ fn daemon_killed_mid_stream_is_reported_and_replaced() {
 
 #[test]
 fn a_hung_secret_service_times_out_with_advice_and_the_daemon_keeps_serving() {
-    if !require("dbus-run-session") || !require("gnome-keyring-daemon") {
-        return;
-    }
-    let mut env = TestEnv::new();
-    env.vars.clear();
-    let qe = qwen_env_tests::bin("qwen-env");
+    let env = TestEnv::new();
     let script = format!(
-        r#"printf %s pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
-Q={qe}
-$Q status | grep -q secret-service || {{ echo "not on secret-service"; exit 10; }}
+        r#"$Q status | grep -q secret-service || {{ echo "not on secret-service"; exit 10; }}
 # The Secret Service stops answering (but keeps its bus name).
 pkill -STOP -x gnome-keyring-d
 start=$(date +%s%N)
@@ -59,11 +52,9 @@ echo "elapsed-ms=$(( ($(date +%s%N) - start) / 1000000 ))"
 $Q status >/dev/null && echo "status-ok"
 pkill -CONT -x gnome-keyring-d
 $Q daemon stop >/dev/null
-pkill -x gnome-keyring-d
-"#,
-        qe = qe.display()
+"#
     );
-    let out = env.command("dbus-run-session").args(["--", "sh", "-c", &script]).output().unwrap();
+    let Some(out) = env.with_secret_service(&script) else { return };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("set-exit=1"), "{}", describe(&out));

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use qwen_env_tests::{TestEnv, describe, fingerprint, require};
+use qwen_env_tests::{TestEnv, describe, fingerprint};
 use serde_json::Value;
 
 const DS: &str = "sk-dashscope0000000000000001";
@@ -124,20 +124,13 @@ fn a_different_value_in_the_keychain_is_not_overwritten_without_force() {
 /// The keychain stops answering between listing and storing: no file may change.
 #[test]
 fn a_failed_keychain_write_leaves_the_files_untouched() {
-    if !require("dbus-run-session") || !require("gnome-keyring-daemon") {
-        return;
-    }
-    let mut env = TestEnv::new();
-    env.vars.clear();
+    let env = TestEnv::new();
     let proj = env.home.join("proj");
     let settings = env.home.join(".qwen/settings.json");
     write(&settings, &settings_text());
     write(&proj.join(".env"), &format!("DASHSCOPE_API_KEY={DS}\n"));
-    let qe = qwen_env_tests::bin("qwen-env");
     let script = format!(
-        r#"printf %s pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
-Q={qe}
-cd {proj}
+        r#"cd {proj}
 $Q status >/dev/null || exit 10
 # The Secret Service goes away; a fresh one (activated on demand) starts locked, with no one to
 # unlock it: every write fails or times out.
@@ -145,13 +138,10 @@ pkill -x gnome-keyring-d; sleep 0.5
 $Q key import --scrub
 echo "exit=$?"
 $Q daemon stop >/dev/null
-# A keyring activated on demand would outlive the bus and hold our output open.
-pkill -x gnome-keyring-d
 "#,
-        qe = qe.display(),
         proj = proj.display()
     );
-    let out = env.command("dbus-run-session").args(["--", "sh", "-c", &script]).output().unwrap();
+    let Some(out) = env.with_secret_service(&script) else { return };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("exit=1"), "{}", describe(&out));
     assert!(stdout.contains("not stored"), "{}", describe(&out));

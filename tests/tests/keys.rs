@@ -1,6 +1,6 @@
 //! `key set|ls|rm` round trips on real keychain backends, and `run --with` injection.
 
-use qwen_env_tests::{TestEnv, describe, fingerprint, require};
+use qwen_env_tests::{TestEnv, describe, fingerprint};
 
 const KEY: &str = "sk-0123456789abcdef0123a289";
 
@@ -132,16 +132,9 @@ fn run_reports_missing_commands_refuses_nesting_and_passes_signals() {
 /// Secret Service through gnome-keyring in a private D-Bus session, unlocked from stdin.
 #[test]
 fn key_round_trip_on_secret_service() {
-    if !require("dbus-run-session") || !require("gnome-keyring-daemon") {
-        return;
-    }
-    let mut env = TestEnv::new();
-    env.vars.clear();
-    let qe = qwen_env_tests::bin("qwen-env");
+    let env = TestEnv::new();
     let script = format!(
         r#"set -e
-printf %s test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
-Q={qe}
 $Q status --json | grep -q '"backend": "secret-service"'
 printf %s {KEY} | $Q key set DASHSCOPE_API_KEY
 $Q key ls --json
@@ -149,10 +142,9 @@ $Q daemon restart >/dev/null
 $Q run --with DASHSCOPE_API_KEY -- sh -c 'printf "injected=%s\n" "$DASHSCOPE_API_KEY"'
 $Q key rm DASHSCOPE_API_KEY
 $Q daemon stop >/dev/null
-"#,
-        qe = qe.display()
+"#
     );
-    let out = env.command("dbus-run-session").args(["--", "sh", "-c", &script]).output().unwrap();
+    let Some(out) = env.with_secret_service(&script) else { return };
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("\"backend\": \"secret-service\""), "{stdout}");
