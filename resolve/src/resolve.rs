@@ -185,18 +185,22 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             } else {
                 all_args
             };
-            let mut out;
-            let mut guard = 0;
-            loop {
+            // One resolution with the given keychain entries injected as process environment.
+            let run = |inject: &[String]| {
                 let inj: Vec<(String, String, String)> =
                     inject.iter().map(|n| (n.clone(), ph(n), n.clone())).collect();
-                out = qwen::resolve(&qwen::Input {
+                qwen::resolve(&qwen::Input {
                     src,
                     env0: &p.caller.env,
                     args,
                     inject: &inj,
                     shower: &shower,
-                });
+                })
+            };
+            let mut out;
+            let mut guard = 0;
+            loop {
+                out = run(&inject);
                 guard += 1;
                 if p.as_is || guard > 4 {
                     break;
@@ -224,15 +228,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
                 && let Some(i) = inject.iter().position(|k| k == "OPENAI_API_KEY")
             {
                 inject.remove(i);
-                let inj: Vec<(String, String, String)> =
-                    inject.iter().map(|n| (n.clone(), ph(n), n.clone())).collect();
-                out = qwen::resolve(&qwen::Input {
-                    src,
-                    env0: &p.caller.env,
-                    args,
-                    inject: &inj,
-                    shower: &shower,
-                });
+                out = run(&inject);
             }
             let key_plain = !matches!(&out.key, Some((v, _)) if v.contains(PH));
             findings.append(&mut out.findings);
