@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --bins
-exec ./target/debug/soak "${1:-120}" "${2:-64}"
+exec cargo run --quiet -p qwen-env-tests --bin soak -- "${1:-120}" "${2:-64}"

@@ -1,5 +1,7 @@
 //! The command line (clap derive).
 
+use std::ffi::OsString;
+
 use clap::{Args, Parser, Subcommand};
 
 /// Launch AI coding CLIs with the right credentials from the OS keychain.
@@ -83,7 +85,7 @@ pub enum ServiceCommand {
     Status,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default, PartialEq, Eq)]
 pub struct RunArgs {
     /// Run Qwen Code hermetically: `--bare` plus the OPENAI_* variables.
     #[arg(long)]
@@ -99,7 +101,7 @@ pub struct RunArgs {
     pub profile: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<std::ffi::OsString>,
+    pub command: Vec<OsString>,
 }
 
 #[derive(Args, Debug)]
@@ -189,4 +191,137 @@ pub enum DaemonCommand {
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,
     },
+}
+
+/// `run`'s everyday command lines, parsed without clap.
+///
+/// `run` sits on the launch path of every `qwen` start, and building clap's full command tree
+/// costs it about 85 KB of heap and the code pages to match, a tenth of a millisecond of page
+/// faults (README, "Performance"). This accepts only spellings whose meaning is plain: `--bare`,
+/// `--strict`, `--with NAME`, `--with=NAME`, `--profile P`, `--profile=P`, then `--` and a
+/// command. Anything else (help, a repeated `--profile`, a value starting with `-`, an unknown
+/// flag) returns `None` and goes to clap, so usage errors and help read the same as ever. A
+/// test below checks every short command line against clap.
+pub fn fast_run(args: &[OsString]) -> Option<RunArgs> {
+    let mut args = args.get(1..)?.iter();
+    if args.next()? != "run" {
+        return None;
+    }
+    let mut run = RunArgs::default();
+    loop {
+        let arg = args.next()?.to_str()?;
+        match arg {
+            "--" => break,
+            "--bare" if !run.bare => run.bare = true,
+            "--strict" if !run.strict => run.strict = true,
+            "--with" => run.with.push(plain_value(args.next()?.to_str()?)?),
+            "--profile" if run.profile.is_none() => {
+                run.profile = Some(plain_value(args.next()?.to_str()?)?);
+            }
+            _ => {
+                if let Some(value) = arg.strip_prefix("--with=") {
+                    run.with.push(plain_value(value)?);
+                } else if let Some(value) = arg.strip_prefix("--profile=")
+                    && run.profile.is_none()
+                {
+                    run.profile = Some(plain_value(value)?);
+                } else {
+                    return None;
+                }
+            }
+        }
+    }
+    run.command = args.cloned().collect();
+    (!run.command.is_empty()).then_some(run)
+}
+
+/// A value clap would take as is: not empty and not looking like a flag.
+fn plain_value(value: &str) -> Option<String> {
+    (!value.is_empty() && !value.starts_with('-')).then(|| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        ["qwen-env", "run"].iter().chain(words).map(OsString::from).collect()
+    }
+
+    fn clap_run(args: &[OsString]) -> Option<RunArgs> {
+        match Cli::try_parse_from(args).ok()?.command {
+            Command::Run(run) => Some(run),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn everyday_lines_take_the_fast_path() {
+        for words in [
+            &["--", "qwen"][..],
+            &["--with", "DASHSCOPE_API_KEY", "--", "qwen", "-p", "hi"],
+            &["--with=A", "--with", "B", "--bare", "--strict", "--profile", "work", "--", "x"],
+            &["--profile=p", "--", "qwen", "--", "--with"],
+        ] {
+            let args = argv(words);
+            let fast = fast_run(&args).unwrap_or_else(|| panic!("{words:?} went to clap"));
+            assert_eq!(Some(fast), clap_run(&args), "{words:?}");
+        }
+    }
+
+    /// Every command line of up to five words from an alphabet of flags, values, near-misses and
+    /// separators: whenever the fast path answers, clap parses the same line to the same thing.
+    #[test]
+    fn fast_path_agrees_with_clap() {
+        const WORDS: &[&str] = &[
+            "--",
+            "cmd",
+            "--bare",
+            "--strict",
+            "--with",
+            "K",
+            "--with=K",
+            "--with=",
+            "--profile",
+            "P",
+            "--profile=P",
+            "-x",
+            "--help",
+            "-h",
+            "--wit",
+            "",
+            "--bare=1",
+        ];
+        let mut fast_hits = 0;
+        let mut line = Vec::new();
+        let mut stack = vec![0usize];
+        // Iterative enumeration of all sequences of length 0..=5 over WORDS.
+        while let Some(next) = stack.pop() {
+            if next < WORDS.len() {
+                stack.push(next + 1);
+                line.truncate(stack.len() - 1);
+                line.push(WORDS[next]);
+                let args = argv(&line);
+                if let Some(fast) = fast_run(&args) {
+                    fast_hits += 1;
+                    assert_eq!(Some(fast), clap_run(&args), "{line:?}");
+                }
+                if stack.len() < 5 {
+                    stack.push(0);
+                }
+            }
+        }
+        assert!(fast_hits > 1000, "the fast path answered only {fast_hits} lines");
+    }
+
+    #[test]
+    fn other_commands_and_odd_lines_go_to_clap() {
+        let some = |words: &[&str]| -> Vec<OsString> { words.iter().map(OsString::from).collect() };
+        assert_eq!(fast_run(&some(&["qwen-env", "explain", "--", "qwen"])), None);
+        assert_eq!(fast_run(&some(&["qwen-env"])), None);
+        assert_eq!(fast_run(&argv(&["--with", "K"])), None, "no command");
+        assert_eq!(fast_run(&argv(&["--",])), None, "empty command");
+        assert_eq!(fast_run(&argv(&["--with", "--bare", "--", "x"])), None, "value like a flag");
+        assert_eq!(fast_run(&argv(&["--profile=a", "--profile=b", "--", "x"])), None);
+    }
 }

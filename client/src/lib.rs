@@ -27,14 +27,18 @@ use crate::error::CliError;
 
 /// The binary's entry point: parse, dispatch, print the error once, return the exit code.
 pub fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { error::exit::USAGE } else { 0 });
-        }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = match cli::fast_run(&args) {
+        Some(run) => cli::Command::Run(run),
+        None => match cli::Cli::try_parse_from(args) {
+            Ok(cli) => cli.command,
+            Err(e) => {
+                let _ = e.print();
+                return ExitCode::from(if e.use_stderr() { error::exit::USAGE } else { 0 });
+            }
+        },
     };
-    match commands::dispatch(cli.command) {
+    match commands::dispatch(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(message) = &e.message {

@@ -4,7 +4,8 @@
 //! cleared environment, so tests never see the user's keys, config or daemon. Dropping it stops
 //! the daemon it started.
 //!
-//! The binaries are the workspace's own `target/<profile>/qwen-env` and `qwen-envd`: run
+//! The binaries are the workspace's own `target/<host tuple>/<profile>/qwen-env` and `qwen-envd`
+//! (.cargo/config.toml names the target): run
 //! `cargo build --workspace --bins` before `cargo test` (the README's test command does).
 
 pub mod mock;
@@ -16,8 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// `target/<profile>`, found from the running executable: a test is `target/<profile>/deps/<test>`,
-/// the bench binary `target/<profile>/bench`.
+/// `target/<host tuple>/<profile>`, found from the running executable: a test is
+/// `…/<profile>/deps/<test>`, the bench binary `…/<profile>/bench`.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("target dir").to_owned();

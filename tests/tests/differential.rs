@@ -17,7 +17,7 @@
 //!
 //! Qwen Code comes from `.ci/install-qwen.sh` (`QWEN_ENV_QWEN_DIR`, default
 //! `~/.cache/qwen-env-ci/qwen`). Without it the suite fails when `CI=true` and skips loudly
-//! otherwise. The client is `target/debug/qwen-env`, found next to this test executable; without
+//! otherwise. The client is the debug `qwen-env`, found next to this test executable; without
 //! it (outside CI) only the `expect` half runs. `QWEN_ENV_BIN` points at another client binary;
 //! `QWEN_ENV_DIFF_FILTER=SUBSTRING` runs only the cases whose name contains it. Run with
 //! `-- --nocapture` to see, per case, the prediction and what arrived.
@@ -153,7 +153,7 @@ fn find_qwen() -> Result<Qwen, String> {
     Ok(Qwen { node, entry, version })
 }
 
-/// `target/debug/qwen-env`, next to this test's `deps/` directory.
+/// The debug `qwen-env`, next to this test's `deps/` directory.
 fn client_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("QWEN_ENV_BIN") {
         return Some(PathBuf::from(p));
@@ -766,8 +766,8 @@ fn has_subcommand(path: &Path, sub: &str) -> Result<(), String> {
 
 /// The client, or why it cannot be used; the second value says what is missing.
 fn find_client() -> Result<(Client, Option<String>), String> {
-    let path = client_path()
-        .ok_or("target/debug/qwen-env is not built (cargo build --workspace --bins)")?;
+    let path =
+        client_path().ok_or("the debug qwen-env is not built (cargo build --workspace --bins)")?;
     has_subcommand(&path, "run")?;
     has_subcommand(&path, "key")?;
     match has_subcommand(&path, "explain") {

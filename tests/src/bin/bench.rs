@@ -1,7 +1,8 @@
 //! Benchmarks for the targets of DESIGN.md section 11, against the real binaries.
 //!
-//! `cargo build --release --workspace --bins && ./target/release/bench` (see README). Runs in an
-//! isolated environment like the tests, with kernel keyutils. Reports figures; asserts nothing.
+//! `cargo build --release --workspace --bins && cargo run --release --bin bench` (see README).
+//! Runs in an isolated environment like the tests, with kernel keyutils. Reports figures; asserts
+//! nothing.
 #![allow(clippy::cast_precision_loss)] // figures for people: a rounding error in the 15th digit is fine
 
 use std::os::unix::net::UnixStream;
