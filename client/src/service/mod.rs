@@ -23,14 +23,14 @@ use crate::cli::ServiceCommand;
 use crate::error::CliError;
 
 /// The systemd service unit (socket-activated).
-pub const SYSTEMD_SERVICE: &str = include_str!("../../../packaging/systemd/qwen-envd.service");
+pub const SYSTEMD_SERVICE: &str = include_str!("../../units/systemd/qwen-envd.service");
 /// The systemd socket unit.
-pub const SYSTEMD_SOCKET: &str = include_str!("../../../packaging/systemd/qwen-envd.socket");
+pub const SYSTEMD_SOCKET: &str = include_str!("../../units/systemd/qwen-envd.socket");
 /// The launchd agent.
 pub const LAUNCHD_PLIST: &str =
-    include_str!("../../../packaging/launchd/io.qwen-env.qwen-envd.plist");
+    include_str!("../../units/launchd/io.qwen-env.qwen-envd.plist");
 /// The Task Scheduler task (its XML declares UTF-16, which is how it is written).
-pub const WINDOWS_TASK: &str = include_str!("../../../packaging/windows/qwen-envd-task.xml");
+pub const WINDOWS_TASK: &str = include_str!("../../units/windows/qwen-envd-task.xml");
 
 /// Runs `service install|uninstall|status` for this platform.
 pub fn service(cmd: &ServiceCommand) -> Result<(), CliError> {
