@@ -19,7 +19,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Cached values are dropped (and zeroized) after this long without use
 /// (`QWEN_ENV_CACHE_IDLE_SECS` overrides it).
-pub const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
+pub const CACHE_IDLE: Duration = Duration::from_mins(15);
 
 fn cache_idle() -> Duration {
     std::env::var("QWEN_ENV_CACHE_IDLE_SECS")

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 /// How long a result is trusted before `run` and `doctor` schedule a refresh.
-const DEFAULT_TTL: Duration = Duration::from_secs(600);
+const DEFAULT_TTL: Duration = Duration::from_mins(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// Minimum spacing of requests to one host:port, so discovery and repeated runs stay polite.

@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::State;
 
 /// Contexts nobody asked about for this long are dropped, and so are their watches.
-pub const CONTEXT_TTL: Duration = Duration::from_secs(60 * 60);
+pub const CONTEXT_TTL: Duration = Duration::from_hours(1);
 /// Events closer together than this are handled as one change.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Default cap on watched directories (`QWEN_ENV_MAX_WATCHES` overrides it).
@@ -254,7 +254,7 @@ impl Watcher {
 impl Inner {
     /// Drops contexts idle for longer than [`CONTEXT_TTL`]; checked at most once a minute.
     fn expire(&mut self) -> bool {
-        if self.last_expiry.elapsed() < Duration::from_secs(60) {
+        if self.last_expiry.elapsed() < Duration::from_mins(1) {
             return false;
         }
         self.last_expiry = Instant::now();

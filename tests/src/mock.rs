@@ -794,7 +794,7 @@ mod tests {
         let mock = MockServer::start(MockConfig::new().route(
             "GET",
             "/slow",
-            Response::new(200).delayed(Duration::from_secs(60)),
+            Response::new(200).delayed(Duration::from_mins(1)),
         ))
         .unwrap();
         let mut s = TcpStream::connect(mock.addr()).unwrap();

@@ -51,7 +51,7 @@ const CASES: &str = include_str!("../fixtures/differential/cases.toml");
 /// Qwen Code runs at once (CI has 2 cores, shared with nothing else during the tests).
 const PARALLEL: usize = 2;
 /// One Qwen Code run (a healthy one takes ~3 s).
-const QWEN_TIMEOUT: Duration = Duration::from_secs(60);
+const QWEN_TIMEOUT: Duration = Duration::from_mins(1);
 /// One `qwen-env` command; the first of a case also starts the daemon.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// `qwen-env run -- qwen …`: the client plus a Qwen Code run.

@@ -27,8 +27,7 @@ pub const SYSTEMD_SERVICE: &str = include_str!("../../units/systemd/qwen-envd.se
 /// The systemd socket unit.
 pub const SYSTEMD_SOCKET: &str = include_str!("../../units/systemd/qwen-envd.socket");
 /// The launchd agent.
-pub const LAUNCHD_PLIST: &str =
-    include_str!("../../units/launchd/io.qwen-env.qwen-envd.plist");
+pub const LAUNCHD_PLIST: &str = include_str!("../../units/launchd/io.qwen-env.qwen-envd.plist");
 /// The Task Scheduler task (its XML declares UTF-16, which is how it is written).
 pub const WINDOWS_TASK: &str = include_str!("../../units/windows/qwen-envd-task.xml");
 
