@@ -555,3 +555,39 @@ fn a_key_never_reaches_a_host_outside_its_family() {
     let log = env.log();
     assert!(!log.contains(SG_KEY) && !log.contains(BAD_KEY));
 }
+
+/// A proxy in the daemon's environment carries the probes, and `NO_PROXY` exempts a host
+/// (README: "`HTTPS_PROXY`/`NO_PROXY` in the daemon's environment are honoured"). The proxy is a
+/// mock that answers like the endpoint: a request sent through a forward proxy names the absolute
+/// URL as its target, which is how the test tells a proxied probe from a direct one.
+#[test]
+fn probes_use_the_proxy_of_the_daemons_environment() {
+    let (mut env, w, proj) = setup();
+    let proxy = MockServer::start(MockConfig::new().accept_key(SG_KEY).models(models())).unwrap();
+    env.set_var("HTTP_PROXY", &proxy.origin());
+    env.set_key("DASHSCOPE_API_KEY", SG_KEY);
+    let sg = w.sg.url("/compatible-mode/v1");
+    settings(&env, "DASHSCOPE_API_KEY", &sg, MODEL);
+
+    let doc = verify(&env, &proj);
+    assert!(probe_codes(&doc).is_empty(), "{doc:#}");
+    let proxied = proxy.requests();
+    assert!(
+        proxied.iter().any(|r| r.path == format!("{sg}/models") && r.bearer() == Some(SG_KEY)),
+        "no probe went through the proxy: {proxied:?}"
+    );
+    assert!(w.sg.requests().is_empty(), "a probe bypassed the proxy: {:?}", w.sg.requests());
+
+    // The daemon reads the proxy variables when it starts: restart it with NO_PROXY.
+    env.ok(&["daemon", "stop"]);
+    env.set_var("NO_PROXY", "127.0.0.1");
+    proxy.clear();
+    let doc = verify(&env, &proj);
+    assert!(probe_codes(&doc).is_empty(), "{doc:#}");
+    assert!(
+        w.sg.requests().iter().any(|r| r.path == "/compatible-mode/v1/models"),
+        "NO_PROXY did not send the probe straight to the endpoint: {:?}",
+        w.sg.requests()
+    );
+    assert!(proxy.requests().is_empty(), "NO_PROXY was ignored: {:?}", proxy.requests());
+}
