@@ -295,7 +295,7 @@ mod tests {
         let mut fast_hits = 0;
         let mut line = Vec::new();
         let mut stack = vec![0usize];
-        // Iterative enumeration of all sequences of length 0..=5 over WORDS.
+        // Depth-first over every sequence of 1 to 5 words: stack[d] is the next word to try at d.
         while let Some(next) = stack.pop() {
             if next < WORDS.len() {
                 stack.push(next + 1);
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(fast_run(&some(&["qwen-env", "explain", "--", "qwen"])), None);
         assert_eq!(fast_run(&some(&["qwen-env"])), None);
         assert_eq!(fast_run(&argv(&["--with", "K"])), None, "no command");
-        assert_eq!(fast_run(&argv(&["--",])), None, "empty command");
+        assert_eq!(fast_run(&argv(&["--"])), None, "empty command");
         assert_eq!(fast_run(&argv(&["--with", "--bare", "--", "x"])), None, "value like a flag");
         assert_eq!(fast_run(&argv(&["--profile=a", "--profile=b", "--", "x"])), None);
     }
