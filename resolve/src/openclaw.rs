@@ -39,6 +39,17 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
 }
 
+/// The first `$include` directive in the config: OpenClaw allows one at any object level.
+fn first_include(n: &Node) -> Option<&Node> {
+    match &n.value {
+        Value::Object(members) => members
+            .iter()
+            .find_map(|(k, v)| if k == "$include" { Some(v) } else { first_include(v) }),
+        Value::Array(items) => items.iter().find_map(first_include),
+        _ => None,
+    }
+}
+
 /// Credentials, base URLs and `OPENCLAW_*` are ignored from a workspace `.env`.
 fn ignored_from_cwd(key: &str) -> bool {
     key.ends_with("_API_KEY")
@@ -84,6 +95,24 @@ pub fn resolve(
         }
         None => None,
     };
+    if let (Some(c), Some(f)) = (&config, &oc.config)
+        && let Some(include) = first_include(c)
+    {
+        findings.push(finding(
+            "openclaw-include",
+            Severity::Warning,
+            format!(
+                "{} uses $include: OpenClaw merges the included files in, but qwen-env does not \
+                 read them yet, so a provider, model or key set there is missing from this result",
+                f.label
+            ),
+            format!(
+                "keep models.providers.qwen, agents.defaults.model and env.vars in {} itself",
+                f.label
+            ),
+            Some(include.loc.to_string()),
+        ));
+    }
     if let Some(f) = &oc.cwd_env {
         for e in &f.entries {
             if ignored_from_cwd(&e.key) {

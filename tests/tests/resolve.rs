@@ -331,6 +331,35 @@ fn run_openclaw_injects_its_key_variable() {
     let j = json_in(&env, &proj, &["explain", "--json", "--", "openclaw"], &[]);
     assert_eq!(j["tool"], "openclaw");
     assert_eq!(j["api_key"]["fingerprint"], fingerprint("sk-openclaw00000000000000007"));
+    assert!(!j.to_string().contains("openclaw-include"), "{j:#}");
+}
+
+/// qwen-env does not follow OpenClaw's `$include` yet: a config that uses one says so, at any
+/// depth, instead of resolving as if the included files were empty.
+#[test]
+fn an_openclaw_include_is_reported_not_silently_skipped() {
+    let (env, proj) = project();
+    let config = env.home.join(".openclaw/openclaw.json");
+    write(
+        &env.home.join(".openclaw/models.json5"),
+        "{ providers: { qwen: { api: 'openai-completions' } } }\n",
+    );
+    for text in [
+        "{ $include: './models.json5', agents: { defaults: { model: 'qwen/qwen3-coder-plus' } } }\n",
+        "{ models: { '$include': ['./models.json5'] } }\n",
+    ] {
+        write(&config, text);
+        let j = json_in(&env, &proj, &["doctor", "--json", "--", "openclaw"], &[]);
+        let f = j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "openclaw-include")
+            .unwrap_or_else(|| panic!("no openclaw-include for {text}: {j:#}"));
+        assert_eq!(f["severity"], "warning");
+        assert!(f["location"].as_str().unwrap().contains("openclaw.json"), "{f:#}");
+        assert!(f["fix"].as_str().unwrap().contains("models.providers.qwen"), "{f:#}");
+    }
 }
 
 #[test]
