@@ -121,7 +121,7 @@ pub struct ExplainArgs {
     /// Resolve as `run --profile P` would.
     #[arg(long, value_name = "P")]
     pub profile: Option<String>,
-    /// The command to resolve for (default: `qwen`).
+    /// The command to resolve for (default: `qwen`, or the config's `default_command`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
 }
@@ -134,7 +134,7 @@ pub struct DoctorArgs {
     /// Check the key against the endpoint now (free requests) and wait for the answer.
     #[arg(long)]
     pub verify: bool,
-    /// The command to check (default: `qwen`).
+    /// The command to check (default: `qwen`, or the config's `default_command`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
 }

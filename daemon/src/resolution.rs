@@ -112,10 +112,19 @@ impl Resolver {
     /// Resolves one request. `durable` says whether the keychain survives a reboot.
     pub fn resolve(&self, ask: &Ask<'_>, keychain: &KeychainView, durable: bool) -> Outcome {
         let (config, config_error) = self.config();
-        let home = caller_home(ask.caller);
-        let sources = self.cache.lock().expect("cache lock").load(ask.caller, &home);
+        // No command (`explain`, `doctor`, the prompt hook): the config's `default_command`.
+        let defaulted;
+        let caller = match &config.default_command {
+            Some(command) if ask.caller.argv.is_empty() && !command.is_empty() => {
+                defaulted = CallerContext { argv: vec![command.clone()], ..ask.caller.clone() };
+                &defaulted
+            }
+            _ => ask.caller,
+        };
+        let home = caller_home(caller);
+        let sources = self.cache.lock().expect("cache lock").load(caller, &home);
         let params = Params {
-            caller: ask.caller,
+            caller,
             home: &home,
             as_is: ask.as_is,
             bare: ask.bare,

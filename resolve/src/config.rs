@@ -22,6 +22,9 @@ pub struct Config {
     pub allow_nesting: bool,
     /// Endpoint catalogue families that add to or replace (by id) the catalogue's.
     pub family: Vec<Family>,
+    /// The command `explain`, `doctor` and the prompt hook check when none is given (`qwen` when
+    /// unset): `"openclaw"` for people who use OpenClaw only.
+    pub default_command: Option<String>,
 }
 
 /// A named set of keychain entries.
@@ -41,6 +44,7 @@ impl Default for Config {
             generic: Profile::default(),
             allow_nesting: false,
             family: Vec::new(),
+            default_command: None,
         }
     }
 }
@@ -69,6 +73,9 @@ mod tests {
         assert_eq!(c.rotate_after_days, 30);
         assert_eq!(c.profile["router"].keys, ["OPENROUTER_API_KEY"]);
         assert_eq!(c.generic.keys, ["API_KEY"]);
+        assert_eq!(c.default_command, None);
+        let c = Config::parse("default_command = \"openclaw\"\n").unwrap();
+        assert_eq!(c.default_command.as_deref(), Some("openclaw"));
         let c = Config::parse(
             "[[family]]\nid = \"corp\"\nname = \"Corp\"\n[[family.endpoint]]\nregion = \"eu\"\nbase_url = \"https://llm.corp.example/v1\"\n",
         )

@@ -303,6 +303,26 @@ fn hook_status_prints_nothing_for_a_clean_directory_or_no_daemon() {
     assert_eq!(out.stdout.is_empty(), doctor.status.success(), "{}", describe(&doctor));
 }
 
+/// `default_command = "openclaw"`: the prompt hook, `doctor` and `explain` check OpenClaw when no
+/// command is given, and an explicit `-- qwen` still checks Qwen Code.
+#[test]
+fn default_command_picks_the_tool_checked_without_a_command() {
+    let env = TestEnv::new();
+    env.ok(&["daemon", "start"]);
+    assert_eq!(env.ok(&["hook-status"]), format!("{LINE}\n"));
+    env.write_config("default_command = \"openclaw\"\n");
+    assert_eq!(
+        env.ok(&["hook-status"]),
+        "qwen-env: 1 error in this directory's OpenClaw setup; run `qwen-env doctor`\n"
+    );
+    let doctor = env.run(&["doctor", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(j["tool"], "openclaw", "{}", describe(&doctor));
+    let explain = env.run(&["explain", "--json", "--", "qwen"]);
+    let j: serde_json::Value = serde_json::from_slice(&explain.stdout).unwrap();
+    assert_eq!(j["tool"], "qwen-code", "{}", describe(&explain));
+}
+
 #[test]
 fn completion_scripts_parse_and_name_the_subcommands() {
     let env = TestEnv::new();

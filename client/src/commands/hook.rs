@@ -28,8 +28,9 @@ pub fn hook(shell: HookShell) -> Result<(), CliError> {
     out(&script)
 }
 
-/// Prints one line when this directory's resolution for Qwen Code has errors, else nothing.
-/// Always exits 0 and never writes to stderr: whatever goes wrong, the prompt stays clean.
+/// Prints one line when this directory's resolution (for `qwen`, or the config's
+/// `default_command`) has errors, else nothing. Always exits 0 and never writes to stderr:
+/// whatever goes wrong, the prompt stays clean.
 pub fn hook_status() {
     if let Some(line) = check() {
         let _ = out(&format!("{line}\n"));
@@ -40,7 +41,7 @@ pub fn hook_status() {
 /// is down" as a choice) and without touching a daemon of another version.
 fn check() -> Option<String> {
     let mut client = Client::connect_quick(&Endpoint::from_env().socket(), HOOK_TIMEOUT).ok()?;
-    // No command: resolve for `qwen`, as `qwen-env doctor` does, which the line points to.
+    // No command, as `qwen-env doctor` (which the line points to): `qwen` or `default_command`.
     let request = Request::Resolve(ResolveRequest {
         caller: caller_context(&[]).ok()?,
         as_is: false,
