@@ -40,6 +40,19 @@ pub fn bin(name: &str) -> PathBuf {
     target_dir().join(name)
 }
 
+/// Runs `cmd` with `input` on its standard input and collects its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// An isolated user environment.
 pub struct TestEnv {
     /// Owns every directory below.
@@ -142,16 +155,7 @@ impl TestEnv {
 
     /// Runs `qwen-env ARGS` with `input` on stdin.
     pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .client(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn qwen-env");
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(&mut self.client(args), input)
     }
 
     /// Runs `qwen-env ARGS`, asserts success, returns stdout.

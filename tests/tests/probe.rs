@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use qwen_env_tests::mock::{MockConfig, MockServer, Recorded, Response};
-use qwen_env_tests::{TestEnv, describe};
+use qwen_env_tests::{TestEnv, describe, output_with_stdin};
 use serde_json::{Value, json};
 
 const SG_KEY: &str = "sk-5a0000000000000000000000000000001";
@@ -418,19 +418,10 @@ fn openrouter_keys_limits_and_tool_support() {
 fn key_set_says_where_the_key_works_and_key_ls_shows_the_family() {
     let (env, w, proj) = setup();
     settings(&env, "DASHSCOPE_API_KEY", &w.bj.url("/compatible-mode/v1"), MODEL);
-    let out = env
-        .client(&["key", "set", "DASHSCOPE_API_KEY"])
-        .current_dir(&proj)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(SG_KEY.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = output_with_stdin(
+        env.client(&["key", "set", "DASHSCOPE_API_KEY"]).current_dir(&proj),
+        SG_KEY,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let sg = w.sg.url("/compatible-mode/v1");
     assert!(
@@ -465,18 +456,10 @@ fn key_set_says_where_the_key_works_and_key_ls_shows_the_family() {
     assert!(text.contains("valid for Coding Plan international (coding-plan intl)"), "{text}");
 
     // A key no endpoint accepts is stored, reported, and `key set` exits 1.
-    let out = env
-        .client(&["key", "set", "DASHSCOPE_API_KEY"])
-        .current_dir(&proj)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(BAD_KEY.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = output_with_stdin(
+        env.client(&["key", "set", "DASHSCOPE_API_KEY"]).current_dir(&proj),
+        BAD_KEY,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("error[key-rejected]"),

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use qwen_env_tests::{TestEnv, bin, describe, require};
+use qwen_env_tests::{TestEnv, bin, describe, output_with_stdin, require};
 
 /// The line the prompt hook prints for an empty HOME (Qwen Code has no auth type: one error).
 const LINE: &str = "qwen-env: 1 error in this directory's Qwen Code setup; run `qwen-env doctor`";
@@ -245,19 +245,7 @@ fn interactive_prompt_runs_the_hook_and_sees_the_status() {
         let (env, script) = setup(shell);
         env.ok(&["daemon", "start"]);
         let input = format!("{ps1}\nsource '{}'\nfalse\ntrue\n", script.display());
-        let out = env
-            .command(name)
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(input.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
+        let out = output_with_stdin(env.command(name).args(args), &input);
         // Interactive shells print their prompts on stderr.
         let all = text(&out.stderr) + &text(&out.stdout);
         assert_eq!(all.matches(LINE).count(), 1, "{name}: {}", describe(&out));
