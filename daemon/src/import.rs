@@ -14,12 +14,12 @@ use qwen_env_resolve::import::{self, Literal};
 use qwen_env_resolve::mask::{fingerprint, masked};
 use qwen_env_resolve::{SourceCache, Sources};
 
-use crate::State;
+use crate::keys::Keys;
 
 /// Runs one import.
-pub async fn import(state: &State, req: &ImportRequest) -> Result<Vec<ImportItem>, String> {
+pub async fn import(keys: &Keys, req: &ImportRequest) -> Result<Vec<ImportItem>, String> {
     let literals = find(&req.caller, &req.paths)?;
-    let view = state.keys.view().await;
+    let view = keys.view().await;
     let mut items: Vec<ImportItem> = Vec::with_capacity(literals.len());
     // The first literal of each name is the one the tool uses today (sources come in priority
     // order); it is the one imported.
@@ -60,7 +60,7 @@ pub async fn import(state: &State, req: &ImportRequest) -> Result<Vec<ImportItem
             );
             failed_files.insert(lit.file.clone());
         } else {
-            match state.keys.set(&lit.name, &lit.value, crate::handler::now()).await {
+            match keys.set(&lit.name, &lit.value, crate::clock::now()).await {
                 Ok(_) => {
                     item.stored = true;
                     item.note = "stored in the keychain".to_owned();
@@ -89,11 +89,7 @@ fn find(caller: &CallerContext, paths: &[String]) -> Result<Vec<Literal>, String
         }
         return Ok(out);
     }
-    let home = caller
-        .env
-        .iter()
-        .find(|(k, v)| k == "HOME" && !v.is_empty())
-        .map_or_else(|| PathBuf::from("/"), |(_, v)| PathBuf::from(v));
+    let home = crate::resolution::caller_home(caller);
     let mut cache = SourceCache::default();
     let mut out = Vec::new();
     let mut seen = HashSet::new();

@@ -37,11 +37,31 @@ pub enum KeychainError {
          QWEN_ENV_KEYRING=keyutils",
         CALL_TIMEOUT.as_secs()
     )]
-    Timeout { backend: &'static str, op: String },
+    Timeout { backend: &'static str, op: Op },
     #[error("the {backend} keychain failed while {op}: {message}")]
-    Backend { backend: &'static str, op: String, message: String },
+    Backend { backend: &'static str, op: Op, message: String },
+    #[error("the {backend} keychain has no entry to {op}")]
+    NoEntry { backend: &'static str, op: Op },
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// What a keychain call does, for messages (`while reading DASHSCOPE_API_KEY`).
+#[derive(Debug, Clone)]
+pub enum Op {
+    Store(String),
+    Read(String),
+    Delete(String),
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Store(n) => write!(f, "storing {n}"),
+            Self::Read(n) => write!(f, "reading {n}"),
+            Self::Delete(n) => write!(f, "deleting {n}"),
+        }
+    }
 }
 
 /// Which store holds the keys.
@@ -104,7 +124,7 @@ impl Keychain {
     /// Stores `value` under `name`.
     pub async fn set(&self, name: &str, value: &SecretValue) -> Result<(), KeychainError> {
         let owned = value.clone();
-        self.call(format!("storing {name}"), name, move |e| {
+        self.call(Op::Store(name.to_owned()), name, move |e| {
             e.set_password(owned.expose_secret()).map(|()| None)
         })
         .await?;
@@ -118,8 +138,13 @@ impl Keychain {
             *used = Instant::now();
             return Ok(Some(value.clone()));
         }
-        let value =
-            self.call(format!("reading {name}"), name, |e| e.get_password().map(Some)).await?;
+        let value = match self
+            .call(Op::Read(name.to_owned()), name, |e| e.get_password().map(Some))
+            .await
+        {
+            Err(KeychainError::NoEntry { .. }) => None,
+            other => other?,
+        };
         let value = value.map(SecretValue::new);
         if let Some(v) = &value {
             self.remember(name, v.clone());
@@ -131,11 +156,11 @@ impl Keychain {
     pub async fn delete(&self, name: &str) -> Result<bool, KeychainError> {
         self.cache.lock().expect("cache lock").remove(name);
         let gone = self
-            .call(format!("deleting {name}"), name, |e| e.delete_credential().map(|()| None))
+            .call(Op::Delete(name.to_owned()), name, |e| e.delete_credential().map(|()| None))
             .await;
         match gone {
             Ok(_) => Ok(true),
-            Err(KeychainError::Backend { message, .. }) if message == NO_ENTRY => Ok(false),
+            Err(KeychainError::NoEntry { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -168,8 +193,8 @@ impl Keychain {
     }
 
     /// Runs one keychain operation on a blocking thread under [`CALL_TIMEOUT`]. A missing entry
-    /// comes back as `Ok(None)`.
-    async fn call<F>(&self, op: String, name: &str, f: F) -> Result<Option<String>, KeychainError>
+    /// comes back as [`KeychainError::NoEntry`].
+    async fn call<F>(&self, op: Op, name: &str, f: F) -> Result<Option<String>, KeychainError>
     where
         F: FnOnce(&Entry) -> keyring_core::Result<Option<String>> + Send + 'static,
     {
@@ -185,16 +210,13 @@ impl Keychain {
                 Err(KeychainError::Backend { backend, op, message: format!("task failed: {join}") })
             }
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(keyring_core::Error::NoEntry))) if op.starts_with("reading") => Ok(None),
             Ok(Ok(Err(keyring_core::Error::NoEntry))) => {
-                Err(KeychainError::Backend { backend, op, message: NO_ENTRY.to_owned() })
+                Err(KeychainError::NoEntry { backend, op })
             }
             Ok(Ok(Err(e))) => Err(KeychainError::Backend { backend, op, message: describe(&e) }),
         }
     }
 }
-
-const NO_ENTRY: &str = "no such entry";
 
 /// keyring errors carry platform detail that is useful but never a secret.
 fn describe(e: &keyring_core::Error) -> String {

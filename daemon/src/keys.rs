@@ -76,6 +76,19 @@ pub fn validate_value(value: &SecretValue) -> Result<(), KeyError> {
     }
 }
 
+/// What the probes learnt about a key, as `key ls` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeSummary {
+    /// The family of the endpoint that accepted it.
+    pub family: Option<String>,
+    /// Its region.
+    pub region: Option<String>,
+    /// The result in words.
+    pub result: String,
+    /// When.
+    pub at: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Meta {
     fingerprint: String,
@@ -124,6 +137,11 @@ impl Keys {
         &self.keychain
     }
 
+    /// Whether the keychain keeps keys across a reboot.
+    pub fn durable(&self) -> bool {
+        self.keychain.info().durable
+    }
+
     /// Stores a key and records its metadata.
     pub async fn set(
         &self,
@@ -166,7 +184,7 @@ impl Keys {
     }
 
     /// Records a probe's result for `name`, if it still holds the probed value (`fp`).
-    pub async fn record_probe(&self, name: &str, fp: &str, summary: crate::verify::Summary) {
+    pub async fn record_probe(&self, name: &str, fp: &str, summary: ProbeSummary) {
         let mut meta = self.meta.lock().await;
         let Some(entry) = meta.keys.get_mut(name).filter(|m| m.fingerprint == fp) else { return };
         let changed = entry.family != summary.family
@@ -184,6 +202,11 @@ impl Keys {
         if let Err(e) = self.save(&meta) {
             tracing::warn!(name, error = %e, "could not record the probe result");
         }
+    }
+
+    /// Whether the index holds `name`.
+    pub async fn contains(&self, name: &str) -> bool {
+        self.meta.lock().await.keys.contains_key(name)
     }
 
     /// The current metadata of one key.

@@ -1,22 +1,28 @@
 //! qwen-envd: the per-user daemon.
 //!
-//! # Layout
+//! # Layout (lower modules never import higher ones)
 //!
-//! - [`activation`]: the listening socket from systemd, when it started us.
-//! - [`paths`]: private directories (create 0700, refuse unsafe ones).
-//! - [`singleton`]: the pidfile lock that makes the daemon single-instance.
-//! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index;
-//!   [`import`]: moves literal keys from files into the keychain.
-//! - [`resolution`]: feeds the pure resolver (parse cache, config, catalogue, keychain view).
-//! - [`probe`]: free HTTP probes of endpoints; [`verify`]: their results as findings.
-//! - [`lineage`]: refuses keys to processes that `run` started.
-//! - [`server`]: listener, peer check, framing; [`handler`]: one function per request.
-//! - [`watcher`]: re-resolves contexts when their files change; feeds `events`.
-//! - [`ready`]: the typed startup report the client waits for.
+//! - [`clock`], [`paths`], [`activation`], [`singleton`], [`hardening`], [`ready`], [`logging`]:
+//!   process plumbing (time, private directories, systemd's socket, the pidfile lock).
+//! - [`keychain`]: the OS keychain with timeouts; [`keys`]: keys plus their metadata index.
+//! - [`resolution`]: feeds the pure resolver (parse cache, config, catalogue).
+//! - [`probe`]: free HTTP probes of endpoints, the only code that attaches a key to a request;
+//!   [`verify`]: their results as findings (needs only the prober and the key store).
+//! - [`watcher`]: which files each context read, and the inotify watches on them.
+//! - [`engine`]: the one assessment path (resolve, probe, finish) that every request and every
+//!   re-resolution after a file change goes through.
+//! - [`import`]: moves literal keys from files into the keychain.
+//! - [`lineage`]: processes that `run` started, refused keys of their own.
+//! - [`state`]: the shared state, built from [`state::Options`]; [`error`]: typed request errors.
+//! - [`handler`]: one function per request; [`server`]: listener, peer check, framing.
 //!
-//! [`run`] wires them together for the binary; tests can call [`server::serve`] in-process.
+//! [`run`] wires them together for the binary; tests build a [`state::State`] and call
+//! [`server::serve`] in-process.
 
 pub mod activation;
+pub mod clock;
+pub mod engine;
+pub mod error;
 pub mod handler;
 pub mod hardening;
 pub mod import;
@@ -30,43 +36,17 @@ pub mod ready;
 pub mod resolution;
 pub mod server;
 pub mod singleton;
+pub mod state;
 pub mod verify;
 pub mod watcher;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Instant;
 
 use anyhow::Context;
 use qwen_env_proto::endpoint::{Dirs, Endpoint};
-use tokio::sync::watch;
 
 use crate::ready::Ready;
-
-/// Shared daemon state.
-pub struct State {
-    /// Keys: keychain plus metadata.
-    pub keys: keys::Keys,
-    /// When the daemon started.
-    pub started: Instant,
-    /// The socket it listens on.
-    pub socket: PathBuf,
-    /// Its log file.
-    pub log_file: PathBuf,
-    /// Connections accepted since start.
-    pub connections: AtomicU64,
-    /// Resolves callers' configuration.
-    pub resolver: resolution::Resolver,
-    /// Watches the files behind every context clients asked about.
-    pub watcher: Arc<watcher::Watcher>,
-    /// Processes that received keys through `run`.
-    pub lineage: lineage::Lineage,
-    /// Probes endpoints with keys (cache, dedupe, rate limit).
-    pub prober: probe::Prober,
-    /// Set to `true` to shut down.
-    pub shutdown: watch::Sender<bool>,
-}
+use crate::state::{Options, State};
 
 /// Runs the daemon until it is asked to stop. `ready` receives the startup outcome.
 pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
@@ -123,35 +103,31 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
-    let (raw_events, raw_events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let state = Arc::new(State {
-        keys: keys::Keys::open(keychain.clone(), &dirs.data, namespace.as_deref()),
-        started: Instant::now(),
+    let backend = keychain.backend().name();
+    let state = State::new(Options {
+        keychain,
+        data_dir: dirs.data.clone(),
+        namespace,
+        config_file: dirs.config_file(),
+        catalog_file: std::env::var_os("QWEN_ENV_CATALOG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         socket: socket.clone(),
         log_file: dirs.log_file(),
-        connections: AtomicU64::new(0),
-        resolver: resolution::Resolver::new(
-            dirs.config_file(),
-            std::env::var_os("QWEN_ENV_CATALOG").filter(|v| !v.is_empty()).map(PathBuf::from),
-        ),
-        watcher: watcher::Watcher::new(raw_events),
-        lineage: lineage::Lineage::default(),
         prober: probe::Prober::from_env(),
-        shutdown: shutdown_tx,
     });
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(std_listener)?;
-        tokio::spawn(keychain.purge_idle_loop());
-        tokio::spawn(watcher::run(state.clone(), raw_events_rx));
+        state.start();
         let signals = shutdown_signals()?;
-        tracing::info!(pid = std::process::id(), socket = %socket.display(),
-            keychain = state.keys.keychain().backend().name(), "qwen-envd ready");
+        tracing::info!(pid = std::process::id(), socket = %socket.display(), keychain = backend,
+            "qwen-envd ready");
         ready.ready();
+        let stopping = state.clone();
         let shutdown = async move {
             tokio::select! {
                 () = signals => {}
-                _ = shutdown_rx.wait_for(|stop| *stop) => {}
+                () = stopping.stopped() => {}
             }
         };
         server::serve(listener, state, shutdown).await;

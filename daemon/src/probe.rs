@@ -192,7 +192,7 @@ impl Prober {
                 outcome: Outcome::Refused,
                 status: None,
                 request: format!("GET {base} (not sent)"),
-                at: crate::handler::now(),
+                at: crate::clock::now(),
             };
         }
         let pair = (fingerprint.to_string(), norm(base));
@@ -249,7 +249,7 @@ impl Prober {
             outcome,
             status,
             request: request.clone(),
-            at: crate::handler::now(),
+            at: crate::clock::now(),
         };
         let client = match self.client() {
             Ok(c) => c,

@@ -13,16 +13,29 @@ use qwen_env_resolve::{Catalog, Config, KeychainView, Params, Plan, SourceCache}
 
 /// What a resolution is asked for.
 pub struct Ask<'a> {
+    /// Who asks, from where, for which command.
     pub caller: &'a CallerContext,
+    /// `explain --as-is`: the host tool without qwen-env.
     pub as_is: bool,
+    /// `run --bare`.
     pub bare: bool,
+    /// `--with` keys.
     pub with: &'a [String],
+    /// `--profile`.
     pub profile: Option<&'a str>,
+    /// Extra variables `explain` should show.
     pub variables: &'a [String],
 }
 
+impl<'a> Ask<'a> {
+    /// The plain question: what does `caller`'s command resolve to under `run`?
+    pub fn plain(caller: &'a CallerContext) -> Self {
+        Self { caller, as_is: false, bare: false, with: &[], profile: None, variables: &[] }
+    }
+}
+
 /// One resolution and what it depended on.
-pub struct Outcome {
+pub struct Resolved {
     /// Fields and findings.
     pub resolution: Resolution,
     /// What `run` must do.
@@ -110,7 +123,7 @@ impl Resolver {
     }
 
     /// Resolves one request. `durable` says whether the keychain survives a reboot.
-    pub fn resolve(&self, ask: &Ask<'_>, keychain: &KeychainView, durable: bool) -> Outcome {
+    pub fn resolve(&self, ask: &Ask<'_>, keychain: &KeychainView, durable: bool) -> Resolved {
         let (config, config_error) = self.config();
         // No command (`explain`, `doctor`, the prompt hook): the config's `default_command`.
         let defaulted;
@@ -133,7 +146,7 @@ impl Resolver {
             variables: ask.variables,
             keychain,
             config: &config,
-            now: crate::handler::now(),
+            now: crate::clock::now(),
         };
         let (mut resolution, plan) = qwen_env_resolve::resolve(&sources, &params);
         if let Some(f) = config_error {
@@ -163,7 +176,7 @@ impl Resolver {
         let config_path = self.config.lock().expect("config lock").path.clone();
         let mut watched = sources.watched;
         watched.push(config_path);
-        Outcome { resolution, plan, watched }
+        Resolved { resolution, plan, watched }
     }
 
     /// Whether the config allows processes started by `run` to ask for keys themselves.
@@ -221,8 +234,9 @@ fn config_error(path: &Path, message: &str) -> Finding {
     }
 }
 
-/// The host tool runs with the caller's HOME, so that is the home to resolve against.
-fn caller_home(caller: &CallerContext) -> PathBuf {
+/// The host tool runs with the caller's HOME, so that is the home to resolve against (the
+/// daemon's own HOME when the caller sent none).
+pub fn caller_home(caller: &CallerContext) -> PathBuf {
     caller
         .env
         .iter()

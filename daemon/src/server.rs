@@ -1,10 +1,14 @@
 //! The listener and the connections: peer check, handshake, framed requests with timeouts.
 //!
-//! One task per connection behind a semaphore; a bad frame closes only that connection, with
-//! the reason logged.
+//! One task per connection. The accept loop never waits for an idle client: a flood of idle,
+//! half-open or `events` connections from the same user must not stall anyone else. So the
+//! number of connections is capped ([`MAX_CONNECTIONS`]), `events` streams have their own cap
+//! ([`MAX_EVENT_STREAMS`]), and once more than [`PRESSURE`] connections are open, a connection
+//! that has sent nothing for [`PRESSURE_IDLE`] is closed to make room. A bad frame closes only
+//! that connection, with the reason logged.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -13,14 +17,21 @@ use qwen_env_proto::{
     ErrorCode, Hello, MAX_FRAME, PROTOCOL_VERSION, Request, Response, VERSION, Welcome,
 };
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::State;
+use crate::state::State;
 
-/// Most connections served at once; further clients wait in the accept queue.
-pub const MAX_CONNECTIONS: usize = 256;
+/// Most connections open at once; further clients wait in the accept queue (for at most about
+/// [`PRESSURE_IDLE`], while idle ones are closed).
+pub const MAX_CONNECTIONS: usize = 512;
+/// Most `events` streams open at once; one more is refused with a message.
+pub const MAX_EVENT_STREAMS: usize = 64;
+/// Above this many open connections, idle ones are closed after [`PRESSURE_IDLE`].
+pub const PRESSURE: usize = 64;
+/// How long a connection may sit idle while the daemon is under pressure.
+pub const PRESSURE_IDLE: Duration = Duration::from_millis(500);
 /// A client must say hello this quickly.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection idle (or stalled mid-frame) this long is closed (`QWEN_ENV_IDLE_TIMEOUT_SECS`
@@ -39,19 +50,67 @@ fn idle_timeout() -> Duration {
 /// On shutdown, connections get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Why a connection was closed early.
+#[derive(Debug, thiserror::Error)]
+enum Closed {
+    #[error("cannot read peer credentials: {0}")]
+    NoCredentials(std::io::Error),
+    #[error("refused a client of uid {uid} (pid {pid:?}): only uid {me} may connect")]
+    ForeignUid { uid: u32, pid: Option<i32>, me: u32 },
+    #[error("bad handshake: {0}")]
+    Handshake(FrameError),
+    #[error("{0}")]
+    Frame(FrameError),
+    #[error("failed to send: {0}")]
+    Send(std::io::Error),
+    #[error("client stopped reading")]
+    NotReading,
+    #[error("unexpected request on an events stream")]
+    EventsProtocol,
+}
+
+/// Connection counts, shared by the accept loop and the connections.
+struct Load {
+    open: AtomicUsize,
+    /// The open count, for idle connections to wait on.
+    open_tx: watch::Sender<usize>,
+    events: Arc<Semaphore>,
+}
+
+impl Load {
+    fn opened(&self) {
+        let n = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        if n > PRESSURE {
+            self.open_tx.send_replace(n);
+        }
+    }
+
+    fn closed(&self) {
+        let n = self.open.fetch_sub(1, Ordering::AcqRel) - 1;
+        if n == PRESSURE {
+            self.open_tx.send_replace(n);
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` resolves, then drains them.
 pub async fn serve(
     listener: UnixListener,
     state: Arc<State>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let load = Arc::new(Load {
+        open: AtomicUsize::new(0),
+        open_tx: watch::channel(0).0,
+        events: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+    });
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             () = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
@@ -59,13 +118,15 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
-                state.connections.fetch_add(1, Ordering::Relaxed);
-                let state = state.clone();
+                state.connected();
+                load.opened();
+                let (state, load) = (state.clone(), load.clone());
                 tasks.spawn(async move {
-                    if let Err(reason) = connection(stream, &state).await {
+                    if let Err(reason) = connection(stream, &state, &load).await {
                         tracing::warn!(%reason, "closed connection");
                     }
-                    drop(permit);
+                    load.closed();
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -96,21 +157,17 @@ fn frame_codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-async fn connection(stream: UnixStream, state: &Arc<State>) -> Result<(), String> {
-    let peer = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+async fn connection(stream: UnixStream, state: &State, load: &Load) -> Result<(), Closed> {
+    let peer = stream.peer_cred().map_err(Closed::NoCredentials)?;
     let me = qwen_env_proto::endpoint::euid();
     if peer.uid() != me {
-        return Err(format!(
-            "refused a client of uid {} (pid {:?}): only uid {me} may connect",
-            peer.uid(),
-            peer.pid()
-        ));
+        return Err(Closed::ForeignUid { uid: peer.uid(), pid: peer.pid(), me });
     }
     let mut conn = Framed::new(stream, frame_codec());
-    let hello: Hello = match read(&mut conn, HANDSHAKE_TIMEOUT).await {
+    let hello: Hello = match read(&mut conn, HANDSHAKE_TIMEOUT, load).await {
         Ok(h) => h,
         Err(FrameError::Closed) => return Ok(()),
-        Err(e) => return Err(format!("bad handshake: {e}")),
+        Err(e) => return Err(Closed::Handshake(e)),
     };
     let welcome = Welcome {
         protocol: PROTOCOL_VERSION,
@@ -120,10 +177,10 @@ async fn connection(stream: UnixStream, state: &Arc<State>) -> Result<(), String
     send(&mut conn, &welcome).await?;
     let compatible = hello.protocol == PROTOCOL_VERSION;
     loop {
-        let request: Request = match read(&mut conn, idle_timeout()).await {
+        let request: Request = match read(&mut conn, idle_timeout(), load).await {
             Ok(r) => r,
             Err(FrameError::Closed) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Closed::Frame(e)),
         };
         if !compatible && request != Request::Shutdown {
             let message = format!(
@@ -135,16 +192,24 @@ async fn connection(stream: UnixStream, state: &Arc<State>) -> Result<(), String
             return Ok(());
         }
         if request == Request::Events {
+            let Ok(_stream) = load.events.clone().try_acquire_owned() else {
+                let message = format!(
+                    "too many `qwen-env events` streams are open ({MAX_EVENT_STREAMS}); close \
+                     some and try again"
+                );
+                send(&mut conn, &Response::Error { code: ErrorCode::Refused, message }).await?;
+                return Ok(());
+            };
             return stream_events(&mut conn, state).await;
         }
-        let shutting_down = request == Request::Shutdown;
         let response =
             crate::handler::handle(request, state, peer.pid().and_then(|p| u32::try_from(p).ok()))
                 .await;
+        let stopping = matches!(response, Response::ShuttingDown);
         send(&mut conn, &response).await?;
-        if shutting_down {
+        if stopping {
             tracing::info!("shutdown requested by a client");
-            state.shutdown.send_replace(true);
+            state.stop();
             return Ok(());
         }
     }
@@ -152,9 +217,8 @@ async fn connection(stream: UnixStream, state: &Arc<State>) -> Result<(), String
 
 /// Sends every event until the client hangs up or the daemon stops. No idle timeout: a quiet
 /// stream is the normal case.
-async fn stream_events(conn: &mut Conn, state: &State) -> Result<(), String> {
-    let mut events = state.watcher.subscribe();
-    let mut shutdown = state.shutdown.subscribe();
+async fn stream_events(conn: &mut Conn, state: &State) -> Result<(), Closed> {
+    let mut events = state.engine().watcher().subscribe();
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -166,18 +230,35 @@ async fn stream_events(conn: &mut Conn, state: &State) -> Result<(), String> {
             },
             next = conn.next() => match next {
                 None | Some(Err(_)) => return Ok(()),
-                Some(Ok(_)) => return Err("unexpected request on an events stream".to_owned()),
+                Some(Ok(_)) => return Err(Closed::EventsProtocol),
             },
-            _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => return Ok(()),
+            () = state.stopped() => return Ok(()),
         }
     }
 }
 
+/// The next frame, decoded. Gives up after `limit`, or after [`PRESSURE_IDLE`] once the daemon
+/// is under pressure (more than [`PRESSURE`] connections open).
 async fn read<T: serde::de::DeserializeOwned>(
     conn: &mut Conn,
     limit: Duration,
+    load: &Load,
 ) -> Result<T, FrameError> {
-    match tokio::time::timeout(limit, conn.next()).await {
+    let mut open = load.open_tx.subscribe();
+    let pressure = async {
+        let _ = open.wait_for(|n| *n > PRESSURE).await;
+        tokio::time::sleep(PRESSURE_IDLE).await;
+    };
+    let next = tokio::select! {
+        next = tokio::time::timeout(limit, conn.next()) => next,
+        () = pressure => {
+            return Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle while the daemon is busy",
+            )));
+        }
+    };
+    match next {
         Err(_) => Err(FrameError::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!("no complete frame within {}s", limit.as_secs()),
@@ -199,13 +280,13 @@ async fn read<T: serde::de::DeserializeOwned>(
     }
 }
 
-async fn send<T: serde::Serialize>(conn: &mut Conn, msg: &T) -> Result<(), String> {
+async fn send<T: serde::Serialize>(conn: &mut Conn, msg: &T) -> Result<(), Closed> {
     let body = codec::encode(msg);
     let sent =
         tokio::time::timeout(idle_timeout(), conn.send(bytes::Bytes::copy_from_slice(&body)));
     match sent.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("failed to send: {e}")),
-        Err(_) => Err("client stopped reading".to_owned()),
+        Ok(Err(e)) => Err(Closed::Send(e)),
+        Err(_) => Err(Closed::NotReading),
     }
 }

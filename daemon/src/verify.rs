@@ -12,8 +12,8 @@ use qwen_env_resolve::catalog::{EndpointDef, Family, ProbeKind, same_url};
 use qwen_env_resolve::mask::fingerprint;
 use qwen_env_resolve::{Catalog, KeyRef, Plan};
 
-use crate::State;
-use crate::probe::{Key, Outcome, ProbeResult, norm};
+use crate::keys::{Keys, ProbeSummary};
+use crate::probe::{Key, Outcome, ProbeResult, Prober, norm};
 
 /// What a resolution would send, and where.
 #[derive(Debug, Clone)]
@@ -78,79 +78,330 @@ fn kind_of(catalog: &Catalog, base: &str) -> ProbeKind {
     catalog.detect(base).map_or(ProbeKind::Models, |d| d.family.probe)
 }
 
-/// The key's value: fetched from the keychain when it lives there.
-async fn secret(state: &State, key: &KeyRef) -> Option<SecretValue> {
-    match key {
-        KeyRef::Plain(v) => Some(v.clone()),
-        KeyRef::Keychain(name) => state.keys.get(name).await.ok(),
+/// Live validation: the prober and the key store, nothing else.
+pub struct Verifier {
+    prober: Prober,
+    keys: Arc<Keys>,
+}
+
+impl Verifier {
+    /// A verifier that probes with `prober` and records what it learns in `keys`.
+    pub fn new(prober: Prober, keys: Arc<Keys>) -> Self {
+        Self { prober, keys }
     }
-}
 
-/// Probes the target now (the configured base URL, then the rest of its provider when the key is
-/// rejected), records what was learnt, and returns the findings.
-pub async fn fresh(state: &Arc<State>, t: &Target) -> Vec<Finding> {
-    let catalog = state.resolver.catalog();
-    let Some(key) = secret(state, &t.key).await else { return Vec::new() };
-    probe_target(state, &catalog, t, &key, true).await;
-    let findings = interpret(state, &catalog, t);
-    record(state, &catalog, t).await;
-    findings
-}
+    /// Whether probes are on (`QWEN_ENV_PROBE=off` turns them off).
+    pub fn enabled(&self) -> bool {
+        self.prober.enabled
+    }
 
-/// Probes the target unless the cache is fresh; used by the background refresh.
-async fn probe_target(
-    state: &State,
-    catalog: &Catalog,
-    t: &Target,
-    key: &SecretValue,
-    fresh: bool,
-) {
-    let prober = &state.prober;
-    let r = prober
-        .probe(
-            catalog,
-            &t.base,
-            &t.base,
-            kind_of(catalog, &t.base),
-            Key { value: key, fingerprint: &t.fp },
-            fresh,
-        )
-        .await;
-    if r.outcome == Outcome::Rejected {
-        let others = discovery(catalog, &t.base, Some(key.expose_secret()));
-        join_all(others.iter().map(|(f, e)| {
-            prober.probe(
+    /// The key's value: fetched from the keychain when it lives there.
+    async fn secret(&self, key: &KeyRef) -> Option<SecretValue> {
+        match key {
+            KeyRef::Plain(v) => Some(v.clone()),
+            KeyRef::Keychain(name) => self.keys.get(name).await.ok(),
+        }
+    }
+
+    /// Probes the target now (the configured base URL, then the rest of its provider when the key is
+    /// rejected), records what was learnt, and returns the findings.
+    pub async fn fresh(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {
+        let Some(key) = self.secret(&t.key).await else { return Vec::new() };
+        self.probe_target(catalog, t, &key, true).await;
+        let findings = self.interpret(catalog, t);
+        self.record(catalog, t).await;
+        findings
+    }
+
+    /// Probes the target unless the cache is fresh; used by the background refresh.
+    async fn probe_target(&self, catalog: &Catalog, t: &Target, key: &SecretValue, fresh: bool) {
+        let prober = &self.prober;
+        let r = prober
+            .probe(
                 catalog,
                 &t.base,
-                &e.base_url,
-                f.probe,
+                &t.base,
+                kind_of(catalog, &t.base),
                 Key { value: key, fingerprint: &t.fp },
                 fresh,
             )
+            .await;
+        if r.outcome == Outcome::Rejected {
+            let others = discovery(catalog, &t.base, Some(key.expose_secret()));
+            join_all(others.iter().map(|(f, e)| {
+                prober.probe(
+                    catalog,
+                    &t.base,
+                    &e.base_url,
+                    f.probe,
+                    Key { value: key, fingerprint: &t.fp },
+                    fresh,
+                )
+            }))
+            .await;
+        }
+    }
+
+    /// Findings from the cache only (never waits on the network); schedules a refresh when the
+    /// cached result is missing or older than the TTL. For `run` and plain `doctor`.
+    pub fn cached(self: &Arc<Self>, catalog: Arc<Catalog>, t: Target) -> Vec<Finding> {
+        if !self.prober.enabled {
+            return Vec::new();
+        }
+        let findings = self.interpret(&catalog, &t);
+        if !self.prober.is_fresh(&t.fp, &t.base) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Some(key) = this.secret(&t.key).await {
+                    this.probe_target(&catalog, &t, &key, false).await;
+                    this.record(&catalog, &t).await;
+                }
+            });
+        }
+        findings
+    }
+
+    /// Turns the cached results for the target into findings.
+    fn interpret(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {
+        let prober = &self.prober;
+        let Some((r, _)) = prober.cached(&t.fp, &t.base) else { return Vec::new() };
+        let here = detect(catalog, &t.base);
+        let where_ = label(here.as_ref(), &t.base);
+        let ev = r.evidence();
+        let mut out = Vec::new();
+        match &r.outcome {
+            Outcome::Valid { models, .. } => model_findings(t, here.as_ref(), models.as_deref(), &r, &mut out),
+            Outcome::Rejected => {
+                let mut works: Vec<(Family, EndpointDef, ProbeResult)> = discovery(catalog, &t.base, None)
+                    .into_iter()
+                    .filter_map(|(f, e)| {
+                        let (r, _) = prober.cached(&t.fp, &e.base_url)?;
+                        matches!(r.outcome, Outcome::Valid { .. }).then_some((f, e, r))
+                    })
+                    .collect();
+                let same_family = |f: &Family| here.as_ref().is_some_and(|(h, _)| h.id == f.id);
+                // A region of the same family is the likelier fix than another plan.
+                works.sort_by_key(|(f, _, _)| !same_family(f));
+                if let Some((f, e, ok)) = works.first() {
+                    let (code, what) = if same_family(f) {
+                        ("key-region-mismatch", "another region")
+                    } else {
+                        ("key-endpoint-class-mismatch", "another kind of endpoint")
+                    };
+                    let mut message = format!(
+                        "the key ({}, {}) is rejected by {where_} but works at {} ({} {}): it belongs to {what}",
+                        t.fp, t.key_source, e.display(), f.id, e.region
+                    );
+                    if works.len() > 1 {
+                        let rest: Vec<String> = works[1..].iter().map(|(_, e, _)| e.base_url.clone()).collect();
+                        let _ = write!(message, "; it also works at {}", rest.join(", "));
+                    }
+                    out.push(finding(
+                        code,
+                        Severity::Error,
+                        message,
+                        format!("change the base URL to {} in {}", e.base_url, t.base_source),
+                        &t.base_source,
+                        format!("{ev}; {}", ok.evidence()),
+                    ));
+                } else {
+                    let tried = discovery(catalog, &t.base, None).len();
+                    let elsewhere = if tried > 0 {
+                        format!(" and no other endpoint of {} accepts it", here.as_ref().map_or("its provider", |(f, _)| f.provider()))
+                    } else {
+                        String::new()
+                    };
+                    out.push(finding(
+                        "key-rejected",
+                        Severity::Error,
+                        format!("{where_} rejected the key ({}, {}){elsewhere}", t.fp, t.key_source),
+                        format!(
+                            "check the key in the provider's console (revoked? another account?), then store the right one: qwen-env key set {}",
+                            key_name(t)
+                        ),
+                        &t.key_source,
+                        ev,
+                    ));
+                }
+            }
+            Outcome::NotFound => {
+                let fix = match &here {
+                    Some((_, e)) if !same_url(&e.base_url, &t.base) => {
+                        format!("change the base URL to {} in {}", e.base_url, t.base_source)
+                    }
+                    _ => format!(
+                        "check the path of the base URL in {}: an OpenAI-compatible server answers GET <base>/models (the base usually ends in /v1 or /compatible-mode/v1)",
+                        t.base_source
+                    ),
+                };
+                out.push(finding(
+                    "endpoint-not-found",
+                    Severity::Error,
+                    format!("{where_} has no {}/models: the base URL's path is wrong", norm(&t.base)),
+                    fix,
+                    &t.base_source,
+                    ev,
+                ));
+            }
+            Outcome::Unreachable { cause } => out.push(finding(
+                "endpoint-unreachable",
+                Severity::Warning,
+                format!("{where_} could not be reached: {cause}"),
+                format!(
+                    "check the host in {} and your network (HTTPS_PROXY/NO_PROXY are honoured); a local server must be running",
+                    t.base_source
+                ),
+                &t.base_source,
+                ev,
+            )),
+            Outcome::PlanClientRejected => out.push(finding(
+                "plan-client-rejected",
+                Severity::Warning,
+                format!("{where_} answered 405 \"{}\": the key is fine, the plan only serves coding agents", "only available for Coding Agents"),
+                "use the key only from a coding agent such as Qwen Code; for other tools use a pay-as-you-go key".to_string(),
+                &t.base_source,
+                ev,
+            )),
+            Outcome::RateLimited { limits } => {
+                let limits = limits.as_ref().map(|l| format!(" (the key's limits: {l})")).unwrap_or_default();
+                out.push(finding(
+                    "rate-limited",
+                    Severity::Warning,
+                    format!("{where_} is rate-limiting this key{limits}"),
+                    "wait and retry, or raise the key's limits (add credit, leave the free tier) at the provider".to_string(),
+                    &t.key_source,
+                    ev,
+                ));
+            }
+            Outcome::Unexpected => out.push(finding(
+                "probe-unexpected-status",
+                Severity::Info,
+                format!("{where_} answered the key check with an unexpected status"),
+                "nothing to do unless requests fail; `qwen-env doctor --verify` checks again".to_string(),
+                &t.base_source,
+                ev,
+            )),
+            Outcome::Refused => {}
+        }
+        out
+    }
+
+    /// What the cache says about a keychain key, into its metadata.
+    async fn record(&self, catalog: &Catalog, t: &Target) {
+        let KeyRef::Keychain(name) = &t.key else { return };
+        let mut bases = vec![t.base.clone()];
+        bases.extend(discovery(catalog, &t.base, None).into_iter().map(|(_, e)| e.base_url));
+        let results: Vec<(String, ProbeResult)> = bases
+            .into_iter()
+            .filter_map(|b| self.prober.cached(&t.fp, &b).map(|(r, _)| (b, r)))
+            .collect();
+        if let Some(summary) = summarize(catalog, &results) {
+            self.keys.record_probe(name, &t.fp, summary).await;
+        }
+    }
+
+    /// `key set` with verification: where does this key work, and do the caller's settings use it?
+    /// Returns notes (in words) and findings.
+    pub async fn new_key(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+        value: &SecretValue,
+        settings: Option<Target>,
+    ) -> (Vec<String>, Vec<Finding>) {
+        let fp = fingerprint(value.expose_secret());
+        let key_text = value.expose_secret();
+        // The endpoints to try, each with the base URL that anchors the send policy.
+        let mut tries: Vec<(String, String, ProbeKind)> = Vec::new();
+        if let Some(s) = &settings {
+            tries.push((s.base.clone(), s.base.clone(), kind_of(catalog, &s.base)));
+            for (f, e) in discovery(catalog, &s.base, Some(key_text)) {
+                tries.push((s.base.clone(), e.base_url, f.probe));
+            }
+        } else {
+            for f in catalog.families_for_key(key_text, Some(name)) {
+                for e in &f.endpoints {
+                    tries.push((e.base_url.clone(), e.base_url.clone(), f.probe));
+                }
+            }
+        }
+        if tries.is_empty() {
+            return (
+                vec![format!(
+                    "not verified: no endpoint family in the catalogue claims {name} with a key like this one; `qwen-env doctor --verify` checks it once your settings use it"
+                )],
+                Vec::new(),
+            );
+        }
+        let results = join_all(tries.iter().map(|(anchor, base, kind)| async {
+            let r = self
+                .prober
+                .probe(catalog, anchor, base, *kind, Key { value, fingerprint: &fp }, true)
+                .await;
+            (base.clone(), r)
         }))
         .await;
-    }
-}
-
-/// Findings from the cache only (never waits on the network); schedules a refresh when the
-/// cached result is missing or older than the TTL. For `run` and plain `doctor`.
-pub fn cached(state: &Arc<State>, t: Target) -> Vec<Finding> {
-    if !state.prober.enabled {
-        return Vec::new();
-    }
-    let catalog = state.resolver.catalog();
-    let findings = interpret(state, &catalog, &t);
-    if !state.prober.is_fresh(&t.fp, &t.base) {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let catalog = state.resolver.catalog();
-            if let Some(key) = secret(&state, &t.key).await {
-                probe_target(&state, &catalog, &t, &key, false).await;
-                record(&state, &catalog, &t).await;
+        let mut notes = Vec::new();
+        let works: Vec<&String> = results
+            .iter()
+            .filter(|(_, r)| matches!(r.outcome, Outcome::Valid { .. }))
+            .map(|(b, _)| b)
+            .collect();
+        for b in &works {
+            notes.push(match detect(catalog, b) {
+                Some(found) => format!("valid for {} at {b}", label(Some(&found), b)),
+                None => format!("valid at {b}"),
+            });
+        }
+        let mut findings = Vec::new();
+        if let Some(s) = &settings {
+            let here = label(detect(catalog, &s.base).as_ref(), &s.base);
+            if works.iter().any(|b| same_url(b, &s.base)) {
+                notes.push(format!("your settings use it: {here} ({})", s.base_source));
+            } else if let Some(b) = works.first() {
+                notes.push(format!(
+                    "your settings use {here}: change the base URL to {b} in {}",
+                    s.base_source
+                ));
             }
-        });
+            findings = self.interpret(catalog, s);
+            if !works.is_empty() {
+                // The note above already says where the key works and what to change.
+                findings.retain(|f| {
+                    f.code != "key-region-mismatch" && f.code != "key-endpoint-class-mismatch"
+                });
+            }
+        } else if works.is_empty() {
+            for (base, r) in &results {
+                let t = Target {
+                    key: KeyRef::Keychain(name.to_string()),
+                    fp: fp.clone(),
+                    key_source: format!("keychain {name}"),
+                    base: base.clone(),
+                    base_source: base.clone(),
+                    model: None,
+                };
+                if r.outcome != Outcome::Rejected {
+                    findings.extend(self.interpret(catalog, &t));
+                }
+            }
+            if results.iter().any(|(_, r)| r.outcome == Outcome::Rejected) {
+                let tried: Vec<&str> = results.iter().map(|(b, _)| b.as_str()).collect();
+                findings.push(finding(
+                    "key-rejected",
+                    Severity::Error,
+                    format!("no endpoint accepted the key {name} ({fp}); tried {}", tried.join(", ")),
+                    format!("check the key in the provider's console, then store the right one: qwen-env key set {name}"),
+                    &format!("keychain {name}"),
+                    results.iter().map(|(_, r)| r.evidence()).collect::<Vec<_>>().join("; "),
+                ));
+            }
+        }
+        if let Some(summary) = summarize(catalog, &results) {
+            self.keys.record_probe(name, &fp, summary).await;
+        }
+        (notes, qwen_env_resolve::rules::finish(findings, &[]))
     }
-    findings
 }
 
 fn finding(
@@ -177,131 +428,6 @@ fn label(found: Option<&(Family, EndpointDef)>, base: &str) -> String {
         Some((f, e)) => format!("{} ({} {})", e.display(), f.id, e.region),
         None => base.to_string(),
     }
-}
-
-/// Turns the cached results for the target into findings.
-fn interpret(state: &State, catalog: &Catalog, t: &Target) -> Vec<Finding> {
-    let prober = &state.prober;
-    let Some((r, _)) = prober.cached(&t.fp, &t.base) else { return Vec::new() };
-    let here = detect(catalog, &t.base);
-    let where_ = label(here.as_ref(), &t.base);
-    let ev = r.evidence();
-    let mut out = Vec::new();
-    match &r.outcome {
-        Outcome::Valid { models, .. } => model_findings(t, here.as_ref(), models.as_deref(), &r, &mut out),
-        Outcome::Rejected => {
-            let mut works: Vec<(Family, EndpointDef, ProbeResult)> = discovery(catalog, &t.base, None)
-                .into_iter()
-                .filter_map(|(f, e)| {
-                    let (r, _) = prober.cached(&t.fp, &e.base_url)?;
-                    matches!(r.outcome, Outcome::Valid { .. }).then_some((f, e, r))
-                })
-                .collect();
-            let same_family = |f: &Family| here.as_ref().is_some_and(|(h, _)| h.id == f.id);
-            // A region of the same family is the likelier fix than another plan.
-            works.sort_by_key(|(f, _, _)| !same_family(f));
-            if let Some((f, e, ok)) = works.first() {
-                let (code, what) = if same_family(f) {
-                    ("key-region-mismatch", "another region")
-                } else {
-                    ("key-endpoint-class-mismatch", "another kind of endpoint")
-                };
-                let mut message = format!(
-                    "the key ({}, {}) is rejected by {where_} but works at {} ({} {}): it belongs to {what}",
-                    t.fp, t.key_source, e.display(), f.id, e.region
-                );
-                if works.len() > 1 {
-                    let rest: Vec<String> = works[1..].iter().map(|(_, e, _)| e.base_url.clone()).collect();
-                    let _ = write!(message, "; it also works at {}", rest.join(", "));
-                }
-                out.push(finding(
-                    code,
-                    Severity::Error,
-                    message,
-                    format!("change the base URL to {} in {}", e.base_url, t.base_source),
-                    &t.base_source,
-                    format!("{ev}; {}", ok.evidence()),
-                ));
-            } else {
-                let tried = discovery(catalog, &t.base, None).len();
-                let elsewhere = if tried > 0 {
-                    format!(" and no other endpoint of {} accepts it", here.as_ref().map_or("its provider", |(f, _)| f.provider()))
-                } else {
-                    String::new()
-                };
-                out.push(finding(
-                    "key-rejected",
-                    Severity::Error,
-                    format!("{where_} rejected the key ({}, {}){elsewhere}", t.fp, t.key_source),
-                    format!(
-                        "check the key in the provider's console (revoked? another account?), then store the right one: qwen-env key set {}",
-                        key_name(t)
-                    ),
-                    &t.key_source,
-                    ev,
-                ));
-            }
-        }
-        Outcome::NotFound => {
-            let fix = match &here {
-                Some((_, e)) if !same_url(&e.base_url, &t.base) => {
-                    format!("change the base URL to {} in {}", e.base_url, t.base_source)
-                }
-                _ => format!(
-                    "check the path of the base URL in {}: an OpenAI-compatible server answers GET <base>/models (the base usually ends in /v1 or /compatible-mode/v1)",
-                    t.base_source
-                ),
-            };
-            out.push(finding(
-                "endpoint-not-found",
-                Severity::Error,
-                format!("{where_} has no {}/models: the base URL's path is wrong", norm(&t.base)),
-                fix,
-                &t.base_source,
-                ev,
-            ));
-        }
-        Outcome::Unreachable { cause } => out.push(finding(
-            "endpoint-unreachable",
-            Severity::Warning,
-            format!("{where_} could not be reached: {cause}"),
-            format!(
-                "check the host in {} and your network (HTTPS_PROXY/NO_PROXY are honoured); a local server must be running",
-                t.base_source
-            ),
-            &t.base_source,
-            ev,
-        )),
-        Outcome::PlanClientRejected => out.push(finding(
-            "plan-client-rejected",
-            Severity::Warning,
-            format!("{where_} answered 405 \"{}\": the key is fine, the plan only serves coding agents", "only available for Coding Agents"),
-            "use the key only from a coding agent such as Qwen Code; for other tools use a pay-as-you-go key".to_string(),
-            &t.base_source,
-            ev,
-        )),
-        Outcome::RateLimited { limits } => {
-            let limits = limits.as_ref().map(|l| format!(" (the key's limits: {l})")).unwrap_or_default();
-            out.push(finding(
-                "rate-limited",
-                Severity::Warning,
-                format!("{where_} is rate-limiting this key{limits}"),
-                "wait and retry, or raise the key's limits (add credit, leave the free tier) at the provider".to_string(),
-                &t.key_source,
-                ev,
-            ));
-        }
-        Outcome::Unexpected => out.push(finding(
-            "probe-unexpected-status",
-            Severity::Info,
-            format!("{where_} answered the key check with an unexpected status"),
-            "nothing to do unless requests fail; `qwen-env doctor --verify` checks again".to_string(),
-            &t.base_source,
-            ev,
-        )),
-        Outcome::Refused => {}
-    }
-    out
 }
 
 fn model_findings(
@@ -354,35 +480,8 @@ fn key_name(t: &Target) -> String {
     }
 }
 
-/// What the cache says about a keychain key, into its metadata.
-async fn record(state: &State, catalog: &Catalog, t: &Target) {
-    let KeyRef::Keychain(name) = &t.key else { return };
-    let mut bases = vec![t.base.clone()];
-    bases.extend(discovery(catalog, &t.base, None).into_iter().map(|(_, e)| e.base_url));
-    let results: Vec<(String, ProbeResult)> = bases
-        .into_iter()
-        .filter_map(|b| state.prober.cached(&t.fp, &b).map(|(r, _)| (b, r)))
-        .collect();
-    if let Some(summary) = summarize(catalog, &results) {
-        state.keys.record_probe(name, &t.fp, summary).await;
-    }
-}
-
-/// What `key ls` shows about a key's probes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// The family of the endpoint that accepted it.
-    pub family: Option<String>,
-    /// Its region.
-    pub region: Option<String>,
-    /// The result in words.
-    pub result: String,
-    /// When.
-    pub at: u64,
-}
-
 /// The first result that accepted the key wins; else the first result.
-fn summarize(catalog: &Catalog, results: &[(String, ProbeResult)]) -> Option<Summary> {
+fn summarize(catalog: &Catalog, results: &[(String, ProbeResult)]) -> Option<ProbeSummary> {
     let valid = results.iter().find(|(_, r)| matches!(r.outcome, Outcome::Valid { .. }));
     let (base, r) = valid.or_else(|| results.first())?;
     let found = detect(catalog, base);
@@ -397,113 +496,10 @@ fn summarize(catalog: &Catalog, results: &[(String, ProbeResult)]) -> Option<Sum
         Outcome::Refused => return None,
     };
     let valid = valid.is_some();
-    Some(Summary {
+    Some(ProbeSummary {
         family: found.as_ref().filter(|_| valid).map(|(f, _)| f.id.clone()),
         region: found.as_ref().filter(|_| valid).map(|(_, e)| e.region.clone()),
         result,
         at: r.at,
     })
-}
-
-/// `key set` with verification: where does this key work, and do the caller's settings use it?
-/// Returns notes (in words) and findings.
-pub async fn new_key(
-    state: &Arc<State>,
-    name: &str,
-    value: &SecretValue,
-    settings: Option<Target>,
-) -> (Vec<String>, Vec<Finding>) {
-    let catalog = state.resolver.catalog();
-    let fp = fingerprint(value.expose_secret());
-    let key_text = value.expose_secret();
-    // The endpoints to try, each with the base URL that anchors the send policy.
-    let mut tries: Vec<(String, String, ProbeKind)> = Vec::new();
-    if let Some(s) = &settings {
-        tries.push((s.base.clone(), s.base.clone(), kind_of(&catalog, &s.base)));
-        for (f, e) in discovery(&catalog, &s.base, Some(key_text)) {
-            tries.push((s.base.clone(), e.base_url, f.probe));
-        }
-    } else {
-        for f in catalog.families_for_key(key_text, Some(name)) {
-            for e in &f.endpoints {
-                tries.push((e.base_url.clone(), e.base_url.clone(), f.probe));
-            }
-        }
-    }
-    if tries.is_empty() {
-        return (
-            vec![format!(
-                "not verified: no endpoint family in the catalogue claims {name} with a key like this one; `qwen-env doctor --verify` checks it once your settings use it"
-            )],
-            Vec::new(),
-        );
-    }
-    let results = join_all(tries.iter().map(|(anchor, base, kind)| async {
-        let r = state
-            .prober
-            .probe(&catalog, anchor, base, *kind, Key { value, fingerprint: &fp }, true)
-            .await;
-        (base.clone(), r)
-    }))
-    .await;
-    let mut notes = Vec::new();
-    let works: Vec<&String> = results
-        .iter()
-        .filter(|(_, r)| matches!(r.outcome, Outcome::Valid { .. }))
-        .map(|(b, _)| b)
-        .collect();
-    for b in &works {
-        notes.push(match detect(&catalog, b) {
-            Some(found) => format!("valid for {} at {b}", label(Some(&found), b)),
-            None => format!("valid at {b}"),
-        });
-    }
-    let mut findings = Vec::new();
-    if let Some(s) = &settings {
-        let here = label(detect(&catalog, &s.base).as_ref(), &s.base);
-        if works.iter().any(|b| same_url(b, &s.base)) {
-            notes.push(format!("your settings use it: {here} ({})", s.base_source));
-        } else if let Some(b) = works.first() {
-            notes.push(format!(
-                "your settings use {here}: change the base URL to {b} in {}",
-                s.base_source
-            ));
-        }
-        findings = interpret(state, &catalog, s);
-        if !works.is_empty() {
-            // The note above already says where the key works and what to change.
-            findings.retain(|f| {
-                f.code != "key-region-mismatch" && f.code != "key-endpoint-class-mismatch"
-            });
-        }
-    } else if works.is_empty() {
-        for (base, r) in &results {
-            let t = Target {
-                key: KeyRef::Keychain(name.to_string()),
-                fp: fp.clone(),
-                key_source: format!("keychain {name}"),
-                base: base.clone(),
-                base_source: base.clone(),
-                model: None,
-            };
-            if r.outcome != Outcome::Rejected {
-                findings.extend(interpret(state, &catalog, &t));
-            }
-        }
-        if results.iter().any(|(_, r)| r.outcome == Outcome::Rejected) {
-            let tried: Vec<&str> = results.iter().map(|(b, _)| b.as_str()).collect();
-            findings.push(finding(
-                "key-rejected",
-                Severity::Error,
-                format!("no endpoint accepted the key {name} ({fp}); tried {}", tried.join(", ")),
-                format!("check the key in the provider's console, then store the right one: qwen-env key set {name}"),
-                &format!("keychain {name}"),
-                results.iter().map(|(_, r)| r.evidence()).collect::<Vec<_>>().join("; "),
-            ));
-        }
-    }
-    if let Some(summary) = summarize(&catalog, &results) {
-        state.keys.record_probe(name, &fp, summary).await;
-    }
-    (notes, qwen_env_resolve::rules::finish(findings, &[]))
 }

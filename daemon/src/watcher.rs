@@ -5,9 +5,10 @@
 //! walk-up, home files, OpenClaw's files); we watch the nearest existing parent directory of each,
 //! non-recursively, and filter events by path (editors and Qwen Code save by temp file + rename,
 //! which a directory watch sees; `.orig`, `.corrupted` and editor temp files never match a
-//! watched path). A change is debounced (~50 ms), hashed (a no-op rewrite does nothing), and the
-//! contexts that read the file are re-resolved at once; changes in their findings are broadcast
-//! to `qwen-env events`.
+//! watched path). A change is hashed (a no-op rewrite does nothing) and the contexts that read the
+//! file are handed back to the engine (`Engine::watch` debounces and re-assesses them); changes
+//! in their findings are broadcast to `qwen-env events`. This module is the bookkeeping only: it
+//! knows files and contexts, not how to resolve them.
 //!
 //! Correctness never depends on the watcher: the parse cache checks file metadata on every
 //! request, so if the inotify limit is hit the next command still sees every change. Idle
@@ -23,16 +24,13 @@ use qwen_env_proto::{CallerContext, ContextInfo, EventInfo, Finding, Severity};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::State;
-
 /// Contexts nobody asked about for this long are dropped, and so are their watches.
 pub const CONTEXT_TTL: Duration = Duration::from_hours(1);
-/// Events closer together than this are handled as one change.
-const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Default cap on watched directories (`QWEN_ENV_MAX_WATCHES` overrides it).
 const DEFAULT_MAX_WATCHES: usize = 4096;
 
-type Hash = Option<[u8; 32]>;
+/// A file's content hash; `None` when it is missing or unreadable.
+pub type Hash = Option<[u8; 32]>;
 
 /// The watcher's shared state.
 pub struct Watcher {
@@ -189,14 +187,15 @@ impl Watcher {
         self.events.subscribe()
     }
 
-    fn emit(&self, event: EventInfo) {
+    /// Broadcasts one event to every `events` stream.
+    pub fn emit(&self, event: EventInfo) {
         tracing::debug!(kind = %event.kind, message = %event.message, "event");
         let _ = self.events.send(event);
     }
 
     /// Files whose content changed among those an event at `path` concerns: the file itself, or
     /// every watched file below a directory that appeared, vanished or was renamed.
-    fn changed(&self, paths: &BTreeSet<PathBuf>) -> Vec<(PathBuf, Hash)> {
+    pub fn changed(&self, paths: &BTreeSet<PathBuf>) -> Vec<(PathBuf, Hash)> {
         let mut inner = self.inner.lock().expect("watcher lock");
         let mut changed = Vec::new();
         let mut moved = false;
@@ -222,7 +221,7 @@ impl Watcher {
     }
 
     /// The contexts that depend on any of `files`.
-    fn dependents(&self, files: &[PathBuf]) -> Vec<CallerContext> {
+    pub fn dependents(&self, files: &[PathBuf]) -> Vec<CallerContext> {
         let inner = self.inner.lock().expect("watcher lock");
         inner
             .contexts
@@ -232,22 +231,24 @@ impl Watcher {
             .collect()
     }
 
-    /// The findings last recorded for a context.
-    fn findings_of(&self, cwd: &str, tool: &str) -> Option<Vec<Finding>> {
-        let inner = self.inner.lock().expect("watcher lock");
-        inner.contexts.get(&(cwd.to_owned(), tool.to_owned())).map(|c| c.findings.clone())
-    }
-
-    /// Updates a context after a re-resolution, without counting it as use.
-    fn refresh(&self, caller: &CallerContext, tool: &str, files: &[PathBuf], findings: &[Finding]) {
+    /// Updates a context after a re-resolution, without counting it as use. Returns the
+    /// findings it had before, or `None` when the context is no longer known.
+    pub fn refresh(
+        &self,
+        caller: &CallerContext,
+        tool: &str,
+        files: &[PathBuf],
+        findings: &[Finding],
+    ) -> Option<Vec<Finding>> {
         let mut inner = self.inner.lock().expect("watcher lock");
         let key = (caller.cwd.clone(), tool.to_owned());
-        let Some(c) = inner.contexts.get_mut(&key) else { return };
-        c.findings = findings.to_vec();
+        let c = inner.contexts.get_mut(&key)?;
+        let before = std::mem::replace(&mut c.findings, findings.to_vec());
         if c.files != files {
             c.files = files.to_vec();
             inner.sync();
         }
+        Some(before)
     }
 }
 
@@ -346,75 +347,7 @@ fn hash_file(path: &Path) -> Hash {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
 }
 
-fn count(findings: &[Finding], severity: Severity) -> u32 {
+/// How many findings have this severity.
+pub fn count(findings: &[Finding], severity: Severity) -> u32 {
     u32::try_from(findings.iter().filter(|f| f.severity == severity).count()).unwrap_or(u32::MAX)
-}
-
-/// Handles raw events for the daemon's life: debounce, hash, re-resolve, broadcast.
-pub async fn run(state: Arc<State>, mut raw: mpsc::UnboundedReceiver<PathBuf>) {
-    while let Some(first) = raw.recv().await {
-        let mut paths = BTreeSet::from([first]);
-        let deadline = tokio::time::Instant::now() + DEBOUNCE;
-        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, raw.recv()).await {
-            paths.insert(p);
-        }
-        let watcher = &state.watcher;
-        let changed = watcher.changed(&paths);
-        if changed.is_empty() {
-            continue;
-        }
-        for (file, hash) in &changed {
-            let (kind, verb) = if hash.is_some() {
-                ("file-changed", "changed")
-            } else {
-                ("file-removed", "removed")
-            };
-            watcher.emit(EventInfo {
-                time: crate::handler::now(),
-                kind: kind.to_owned(),
-                path: Some(file.display().to_string()),
-                context: None,
-                message: format!("{} {verb}", file.display()),
-                findings: Vec::new(),
-            });
-        }
-        let files: Vec<PathBuf> = changed.into_iter().map(|(f, _)| f).collect();
-        for caller in watcher.dependents(&files) {
-            re_resolve(&state, &caller).await;
-        }
-    }
-}
-
-/// Re-resolves one context and reports when its findings changed. A key or base URL that changed
-/// gets a probe scheduled (in the background; its result shows on the next request).
-async fn re_resolve(state: &Arc<State>, caller: &CallerContext) {
-    let view = state.keys.view().await;
-    let ask = crate::resolution::Ask {
-        caller,
-        as_is: false,
-        bare: false,
-        with: &[],
-        profile: None,
-        variables: &[],
-    };
-    let out = state.resolver.resolve(&ask, &view, state.keys.keychain().info().durable);
-    let tool = out.resolution.tool.clone();
-    let before = state.watcher.findings_of(&caller.cwd, &tool).unwrap_or_default();
-    let mut after = out.resolution.findings.clone();
-    if let Some(target) = crate::verify::target(&out.resolution, &out.plan) {
-        after.extend(crate::verify::cached(state, target));
-        after = qwen_env_resolve::rules::finish(after, &state.resolver.silenced());
-    }
-    state.watcher.refresh(caller, &tool, &out.watched, &after);
-    if before != after {
-        let (e, w) = (count(&after, Severity::Error), count(&after, Severity::Warning));
-        state.watcher.emit(EventInfo {
-            time: crate::handler::now(),
-            kind: "findings-changed".to_owned(),
-            path: None,
-            context: Some(format!("{tool} in {}", caller.cwd)),
-            message: format!("{tool} in {}: {e} errors, {w} warnings", caller.cwd),
-            findings: after,
-        });
-    }
 }

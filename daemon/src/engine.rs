@@ -1,0 +1,249 @@
+//! The engine: the one path from "what does this directory resolve to?" to the answer.
+//!
+//! [`Engine::assess`] is that path: the keychain view, the pure resolver, the probe target, the
+//! probe findings (none, cached or fresh), the findings finished once. Every request that needs a
+//! resolution (`resolve`, `verify`, `run`, `key set`) and the watcher's re-resolution after a file
+//! changes go through it, so they cannot disagree. What differs between them is only what they
+//! do with the answer: requests count as use of a context ([`Engine::answer`]), re-resolutions
+//! report changed findings as events ([`Engine::watch`]).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qwen_env_proto::{
+    CallerContext, EventInfo, Finding, KeyInfo, Resolution, RunPlan, RunRequest, SecretValue,
+    Severity,
+};
+use qwen_env_resolve::{KeyRef, Plan};
+use tokio::sync::mpsc;
+
+use crate::clock::now;
+use crate::error::RequestError;
+use crate::keys::{KeyError, Keys};
+use crate::probe::Prober;
+use crate::resolution::{Ask, Resolved, Resolver};
+use crate::verify::{self, Target, Verifier};
+use crate::watcher::{Watcher, count};
+
+/// Events closer together than this are handled as one change.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Which probe findings an assessment carries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Probes {
+    /// None: the files only.
+    Skip,
+    /// The cached results; a refresh runs in the background when they are missing or stale.
+    Cached,
+    /// Fresh results, waited for.
+    Fresh,
+}
+
+/// One assessment: the resolution with every finding, what `run` must do, and what it read.
+pub struct Assessment {
+    /// Fields and findings, finished (ordered, deduplicated, silenced codes dropped).
+    pub resolution: Resolution,
+    /// What `run` must do.
+    pub plan: Plan,
+    /// What the resolution would send where, if anything.
+    pub target: Option<Target>,
+    /// Every file whose change can change this assessment.
+    pub watched: Vec<PathBuf>,
+}
+
+/// Resolver, key store, verifier and watcher, behind one entry point.
+pub struct Engine {
+    keys: Arc<Keys>,
+    resolver: Resolver,
+    verifier: Arc<Verifier>,
+    watcher: Arc<Watcher>,
+}
+
+impl Engine {
+    /// An engine over these parts.
+    pub fn new(keys: Arc<Keys>, resolver: Resolver, prober: Prober, watcher: Arc<Watcher>) -> Self {
+        let verifier = Arc::new(Verifier::new(prober, keys.clone()));
+        Self { keys, resolver, verifier, watcher }
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The resolver (config, catalogue, parse cache).
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The watcher.
+    pub fn watcher(&self) -> &Watcher {
+        &self.watcher
+    }
+
+    /// The one assessment path. `explain --as-is` (`ask.as_is`) describes the files, not the
+    /// endpoint, so it never probes.
+    pub async fn assess(&self, ask: &Ask<'_>, probes: Probes) -> Assessment {
+        let view = self.keys.view().await;
+        let Resolved { mut resolution, plan, watched } =
+            self.resolver.resolve(ask, &view, self.keys.durable());
+        let target = verify::target(&resolution, &plan);
+        let mut extra = Vec::new();
+        if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
+            let catalog = self.resolver.catalog();
+            match probes {
+                Probes::Skip => {}
+                Probes::Cached => extra = self.verifier.cached(catalog, t.clone()),
+                Probes::Fresh => extra = self.verifier.fresh(&catalog, t).await,
+            }
+        }
+        if let Some(note) = self.watcher.note() {
+            extra.push(watch_limit(note));
+        }
+        if !extra.is_empty() {
+            let mut all = std::mem::take(&mut resolution.findings);
+            all.extend(extra);
+            resolution.findings = qwen_env_resolve::rules::finish(all, &self.resolver.silenced());
+        }
+        Assessment { resolution, plan, target, watched }
+    }
+
+    /// An assessment a client asked for: the context counts as used and stays watched.
+    pub async fn answer(&self, ask: &Ask<'_>, probes: Probes) -> Assessment {
+        let a = self.assess(ask, probes).await;
+        self.watcher.track(ask.caller, &a.resolution.tool, &a.watched, &a.resolution.findings);
+        a
+    }
+
+    /// `doctor --verify`: fresh probes, waited for.
+    pub async fn verify(&self, ask: &Ask<'_>) -> Result<Resolution, RequestError> {
+        if !self.verifier.enabled() {
+            return Err(RequestError::BadRequest(
+                "probes are turned off in this daemon (QWEN_ENV_PROBE=off in its environment); \
+                 restart it without that variable to verify keys"
+                    .to_owned(),
+            ));
+        }
+        Ok(self.answer(ask, Probes::Fresh).await.resolution)
+    }
+
+    /// `run`: the assessment as the child will see it, then exactly the secrets the plan names.
+    /// Probe findings come from the cache only: `run` never waits on the network.
+    pub async fn run_plan(&self, run: &RunRequest) -> Result<RunPlan, RequestError> {
+        // A `--with` key the keychain lacks is an error for `run`: the user asked for it by name.
+        for name in &run.with {
+            if !self.keys.contains(name).await {
+                return Err(KeyError::NotFound(name.clone()).into());
+            }
+        }
+        let ask = Ask {
+            caller: &run.caller,
+            as_is: false,
+            bare: run.bare,
+            with: &run.with,
+            profile: run.profile.as_deref(),
+            variables: &[],
+        };
+        let Assessment { resolution, plan, .. } = self.answer(&ask, Probes::Cached).await;
+        let mut secrets = plan.secret_vars;
+        for (name, variable) in plan.inject_as {
+            secrets.push((variable, self.keys.get(&name).await?));
+        }
+        Ok(RunPlan {
+            secrets,
+            vars: plan.vars,
+            unset: plan.unset,
+            extra_args: plan.extra_args,
+            findings: resolution.findings,
+            notes: plan.notes,
+        })
+    }
+
+    /// `key set`: store, then (with `verify`) say where the key works and whether the caller's
+    /// settings send it there. Returns the key's metadata, notes and findings.
+    pub async fn key_set(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        caller: &CallerContext,
+        verify: bool,
+    ) -> Result<(KeyInfo, Vec<String>, Vec<Finding>), RequestError> {
+        let info = self.keys.set(name, value, now()).await?;
+        // `QWEN_ENV_PROBE=off` is a deliberate choice (offline, or tests): store quietly.
+        if !verify || !self.verifier.enabled() {
+            return Ok((info, Vec::new(), Vec::new()));
+        }
+        // "Your settings": what this directory resolves to, when it sends this very key.
+        let settings = self.answer(&Ask::plain(caller), Probes::Skip).await.target.filter(|t| {
+            matches!(&t.key, KeyRef::Keychain(n) if n == name) && t.fp == info.fingerprint
+        });
+        let catalog = self.resolver.catalog();
+        let (notes, findings) = self.verifier.new_key(&catalog, name, value, settings).await;
+        let info = self.keys.info(name).await.unwrap_or(info);
+        Ok((info, notes, findings))
+    }
+
+    /// Handles the watcher's raw events for the daemon's life: debounce, hash, re-assess the
+    /// contexts that read a changed file, broadcast what changed.
+    pub async fn watch(self: Arc<Self>, mut raw: mpsc::UnboundedReceiver<PathBuf>) {
+        while let Some(first) = raw.recv().await {
+            let mut paths = BTreeSet::from([first]);
+            let deadline = tokio::time::Instant::now() + DEBOUNCE;
+            while let Ok(Some(p)) = tokio::time::timeout_at(deadline, raw.recv()).await {
+                paths.insert(p);
+            }
+            let changed = self.watcher.changed(&paths);
+            if changed.is_empty() {
+                continue;
+            }
+            for (file, hash) in &changed {
+                let verb = if hash.is_some() { "changed" } else { "removed" };
+                self.watcher.emit(EventInfo {
+                    time: now(),
+                    kind: format!("file-{verb}"),
+                    path: Some(file.display().to_string()),
+                    context: None,
+                    message: format!("{} {verb}", file.display()),
+                    findings: Vec::new(),
+                });
+            }
+            let files: Vec<PathBuf> = changed.into_iter().map(|(f, _)| f).collect();
+            for caller in self.watcher.dependents(&files) {
+                self.refresh(&caller).await;
+            }
+        }
+    }
+
+    /// Re-assesses one context and reports when its findings changed. A key or base URL that
+    /// changed gets a probe scheduled (in the background; its result shows on the next request).
+    async fn refresh(&self, caller: &CallerContext) {
+        let a = self.assess(&Ask::plain(caller), Probes::Cached).await;
+        let (tool, after) = (&a.resolution.tool, &a.resolution.findings);
+        let Some(before) = self.watcher.refresh(caller, tool, &a.watched, after) else { return };
+        if before != *after {
+            let (e, w) = (count(after, Severity::Error), count(after, Severity::Warning));
+            self.watcher.emit(EventInfo {
+                time: now(),
+                kind: "findings-changed".to_owned(),
+                path: None,
+                context: Some(format!("{tool} in {}", caller.cwd)),
+                message: format!("{tool} in {}: {e} errors, {w} warnings", caller.cwd),
+                findings: after.clone(),
+            });
+        }
+    }
+}
+
+/// Watching is degraded: say so with every answer.
+fn watch_limit(note: String) -> Finding {
+    Finding {
+        code: "watch-limit".to_owned(),
+        severity: Severity::Info,
+        message: note,
+        fix: "sudo sysctl fs.inotify.max_user_watches=524288".to_owned(),
+        location: None,
+        evidence: None,
+    }
+}
