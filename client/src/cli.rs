@@ -36,6 +36,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Trust a directory's own files (workspace settings, project `.env`) to choose where a key
+    /// goes; until then qwen-env sends keys only to the key's provider and to URLs from your own
+    /// files. Trust lapses when one of those files changes.
+    Trust(TrustArgs),
     /// Start, stop or inspect the daemon.
     #[command(subcommand)]
     Daemon(DaemonCommand),
@@ -124,6 +128,19 @@ pub struct ExplainArgs {
     /// The command to resolve for (default: `qwen`, or the config's `default_command`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// The directory (default: the current one).
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: Option<std::path::PathBuf>,
+    /// List every trusted file and whether its trust still holds.
+    #[arg(long, conflicts_with_all = ["revoke", "dir"])]
+    pub list: bool,
+    /// Forget the trust of every file in or below DIR.
+    #[arg(long)]
+    pub revoke: bool,
 }
 
 #[derive(Args, Debug)]

@@ -8,22 +8,24 @@
 //! report changed findings as events ([`Engine::watch`]).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use qwen_env_proto::{
     CallerContext, EventInfo, Finding, KeyInfo, Resolution, RunPlan, RunRequest, SecretValue,
-    Severity,
+    Severity, TrustAction, TrustEntry, TrustRequest,
 };
 use qwen_env_resolve::{KeyRef, Plan};
 use tokio::sync::mpsc;
 
 use crate::clock::now;
 use crate::error::RequestError;
+use crate::gate;
 use crate::keys::{KeyError, Keys};
 use crate::probe::Prober;
 use crate::resolution::{Ask, Resolved, Resolver};
+use crate::trust::Trust;
 use crate::verify::{self, Target, Verifier};
 use crate::watcher::{Watcher, count};
 
@@ -59,13 +61,20 @@ pub struct Engine {
     resolver: Resolver,
     verifier: Arc<Verifier>,
     watcher: Arc<Watcher>,
+    trust: Trust,
 }
 
 impl Engine {
     /// An engine over these parts.
-    pub fn new(keys: Arc<Keys>, resolver: Resolver, prober: Prober, watcher: Arc<Watcher>) -> Self {
+    pub fn new(
+        keys: Arc<Keys>,
+        resolver: Resolver,
+        prober: Prober,
+        watcher: Arc<Watcher>,
+        trust: Trust,
+    ) -> Self {
         let verifier = Arc::new(Verifier::new(prober, keys.clone()));
-        Self { keys, resolver, verifier, watcher }
+        Self { keys, resolver, verifier, watcher, trust }
     }
 
     /// The key store.
@@ -83,24 +92,69 @@ impl Engine {
         &self.watcher
     }
 
+    /// `qwen-env trust`: trust, list or revoke the caller's directory's own files. Trust covers
+    /// what both Qwen Code and OpenClaw would read there.
+    pub async fn trust(&self, req: &TrustRequest) -> Result<Vec<TrustEntry>, RequestError> {
+        let failed = |e: std::io::Error| RequestError::BadRequest(format!("trust: {e}"));
+        match req.action {
+            TrustAction::List => Ok(self.trust.list()),
+            TrustAction::Revoke => self.trust.revoke(Path::new(&req.caller.cwd)).map_err(failed),
+            TrustAction::Grant => {
+                let view = self.keys.view().await;
+                let mut files = Vec::new();
+                for tool in ["qwen", "openclaw"] {
+                    let caller =
+                        CallerContext { argv: vec![tool.to_owned()], ..req.caller.clone() };
+                    for f in self.resolver.resolve(&Ask::plain(&caller), &view, true).project {
+                        if !files.contains(&f) {
+                            files.push(f);
+                        }
+                    }
+                }
+                self.trust.grant(&files, now()).map_err(failed)
+            }
+        }
+    }
+
     /// The one assessment path. `explain --as-is` (`ask.as_is`) describes the files, not the
     /// endpoint, so it never probes.
     pub async fn assess(&self, ask: &Ask<'_>, probes: Probes) -> Assessment {
         let view = self.keys.view().await;
-        let Resolved { mut resolution, plan, watched } =
+        let Resolved { mut resolution, plan, watched, project, sources } =
             self.resolver.resolve(ask, &view, self.keys.durable());
-        let target = verify::target(&resolution, &plan);
+        let catalog = self.resolver.catalog();
+        let mut target = verify::target(&resolution, &plan);
         let mut extra = Vec::new();
-        if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
-            let catalog = self.resolver.catalog();
-            match probes {
-                Probes::Skip => {}
-                Probes::Cached => extra = self.verifier.cached(catalog, t.clone()),
-                Probes::Fresh => extra = self.verifier.fresh(&catalog, t).await,
+        if let Some(t) = &mut target {
+            // The gate: may this key go to this base URL (by probe, or through `run`)?
+            let key = gate::Key {
+                variable: t.variable.as_deref(),
+                text: match &t.key {
+                    KeyRef::Plain(v) => Some(v.expose_secret()),
+                    KeyRef::Keychain(_) => None,
+                },
+            };
+            t.clearance = gate::clear(&catalog, &t.base, &key, || {
+                project.is_empty() || self.chosen_by_user(ask, &view, sources, t) || {
+                    self.trust.covers(&project)
+                }
+            });
+            if t.clearance.is_none() && gate::clear(&catalog, &t.base, &key, || true).is_some() {
+                extra.push(gate::untrusted(
+                    &t.base,
+                    &t.base_source,
+                    &t.key_source,
+                    &project,
+                    &ask.caller.cwd,
+                ));
             }
         }
-        if let Some(note) = self.watcher.note() {
-            extra.push(watch_limit(note));
+        if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
+            match probes {
+                Probes::Skip => {}
+                Probes::Cached => extra.extend(self.verifier.cached(catalog.clone(), t.clone())),
+                Probes::Fresh => extra.extend(self.verifier.fresh(&catalog, t).await),
+            }
         }
         if !extra.is_empty() {
             let mut all = std::mem::take(&mut resolution.findings);
@@ -110,10 +164,32 @@ impl Engine {
         Assessment { resolution, plan, target, watched }
     }
 
+    /// Whether the project's own files left out, the same key still goes to the same base URL:
+    /// then the user's files chose it, not the project's.
+    fn chosen_by_user(
+        &self,
+        ask: &Ask<'_>,
+        view: &qwen_env_resolve::KeychainView,
+        sources: qwen_env_resolve::Sources,
+        t: &Target,
+    ) -> bool {
+        let (resolution, plan) = self.resolver.resolve_as_user(ask, view, sources);
+        let same_base = resolution
+            .base_url
+            .value
+            .as_deref()
+            .is_some_and(|b| qwen_env_resolve::catalog::same_url(b, &t.base));
+        same_base && plan.probe_key.as_ref() == Some(&t.key)
+    }
+
     /// An assessment a client asked for: the context counts as used and stays watched.
+    /// When watching is degraded (the inotify limit), the answer says so.
     pub async fn answer(&self, ask: &Ask<'_>, probes: Probes) -> Assessment {
-        let a = self.assess(ask, probes).await;
+        let mut a = self.assess(ask, probes).await;
         self.watcher.track(ask.caller, &a.resolution.tool, &a.watched, &a.resolution.findings);
+        if let Some(note) = self.watcher.note() {
+            a.resolution.findings.push(watch_limit(note));
+        }
         a
     }
 
@@ -146,7 +222,18 @@ impl Engine {
             profile: run.profile.as_deref(),
             variables: &[],
         };
-        let Assessment { resolution, plan, .. } = self.answer(&ask, Probes::Cached).await;
+        let Assessment { resolution, plan, target, .. } = self.answer(&ask, Probes::Cached).await;
+        // A keychain key the child would send where the gate refused: do not hand it over.
+        if let Some(t) = target.filter(|t| t.clearance.is_none())
+            && let KeyRef::Keychain(name) = &t.key
+            && plan.inject_as.iter().any(|(n, _)| n == name)
+            && let Some(f) = resolution.findings.iter().find(|f| f.code == gate::UNTRUSTED)
+        {
+            return Err(RequestError::Refused(format!(
+                "not started: {}\n  fix: {}",
+                f.message, f.fix
+            )));
+        }
         let mut secrets = plan.secret_vars;
         for (name, variable) in plan.inject_as {
             secrets.push((variable, self.keys.get(&name).await?));

@@ -4,7 +4,7 @@
 //! key somewhere (a probe) passes [`lineage_gate`] first: a process that `run` started, or any
 //! descendant of one, is refused.
 
-use qwen_env_proto::{Request, ResolveRequest, Response};
+use qwen_env_proto::{Request, ResolveRequest, Response, TrustAction};
 
 use crate::engine::Probes;
 use crate::error::RequestError;
@@ -35,9 +35,6 @@ async fn answer(
     Ok(match request {
         Request::Shutdown => Response::ShuttingDown,
         Request::Status => Response::Status(state.status()),
-        Request::KeySet { name, value } => {
-            Response::Key(engine.keys().set(&name, &value, crate::clock::now()).await?)
-        }
         Request::KeyList => Response::Keys(engine.keys().list().await?),
         Request::KeyRemove { name } => {
             engine.keys().remove(&name).await?;
@@ -65,6 +62,7 @@ async fn answer(
             let (info, notes, findings) = engine.key_set(&name, &value, &caller, verify).await?;
             Response::KeyVerified { info, notes, findings }
         }
+        Request::Trust(req) => Response::Trust(engine.trust(&req).await?),
     })
 }
 
@@ -86,8 +84,8 @@ fn ask(req: &ResolveRequest) -> Ask<'_> {
 fn guarded(request: &Request) -> bool {
     match request {
         Request::Status | Request::KeyList | Request::Events => false,
+        Request::Trust(t) => t.action != TrustAction::List,
         Request::Shutdown
-        | Request::KeySet { .. }
         | Request::KeyRemove { .. }
         | Request::Run(_)
         | Request::Resolve(_)

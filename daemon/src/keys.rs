@@ -304,26 +304,10 @@ fn load_meta(path: &Path) -> MetaFile {
 }
 
 fn write_meta(path: &Path, meta: &MetaFile) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    crate::paths::create_private_dir(dir).map_err(std::io::Error::other)?;
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(&serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?)?;
-    tmp.1.sync_all()?;
-    std::fs::rename(&tmp.0, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp.0);
-    })
-}
-
-/// A new 0600 file beside the target, for an atomic replace.
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let path = dir.join(format!(".keys.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    opts.open(&path).map(|f| (path, f))
+    crate::paths::write_private(
+        path,
+        &serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?,
+    )
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! - [`probe`]: free HTTP probes of endpoints, the only code that attaches a key to a request;
 //!   [`verify`]: their results as findings (needs only the prober and the key store).
 //! - [`watcher`]: which files each context read, and the inotify watches on them.
+//! - [`gate`]: where a key may go (catalogue, the user's own files, `trust`); [`trust`]: the
+//!   project files the user vouched for, by content hash.
 //! - [`engine`]: the one assessment path (resolve, probe, finish) that every request and every
 //!   re-resolution after a file change goes through.
 //! - [`import`]: moves literal keys from files into the keychain.
@@ -23,6 +25,7 @@ pub mod activation;
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod handler;
 pub mod hardening;
 pub mod import;
@@ -37,6 +40,7 @@ pub mod resolution;
 pub mod server;
 pub mod singleton;
 pub mod state;
+pub mod trust;
 pub mod verify;
 pub mod watcher;
 

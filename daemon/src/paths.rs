@@ -24,6 +24,31 @@ pub enum DirError {
     NotADirectory { path: PathBuf },
 }
 
+/// Replaces `path` with `bytes` atomically: a new 0600 file beside it (created exclusively, so a
+/// planted file or symlink is never written through), fsynced, renamed over it, and the
+/// directory fsynced. The directory is created 0700 if missing.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_private_dir(dir).map_err(io::Error::other)?;
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // A leftover of ours from a crash; `create_new` below refuses anything else.
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(&tmp)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
+}
+
 /// Creates `dir` (and missing parents) with mode 0700.
 pub fn create_private_dir(dir: &Path) -> Result<(), DirError> {
     let mut builder = DirBuilder::new();

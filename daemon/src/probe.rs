@@ -6,14 +6,17 @@
 //! spaced out, and timeouts are short (connect 3 s, total 8 s; `QWEN_ENV_PROBE_TIMEOUT_MS`
 //! shortens the total for tests). Redirects are not followed, so a key never travels on.
 //!
-//! [`Prober::probe`] is the only function that attaches a key to a request, and it first asks the
-//! catalogue whether the target may receive it ([`Catalog::may_send`]).
+//! [`Prober::probe`] is the only function that attaches a key to a request. It takes the gate's
+//! [`Clearance`] for the configured base URL (`crate::gate`), sends only where
+//! [`Catalog::may_send`] allows from there, and never over plain http except to loopback.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use qwen_env_proto::SecretValue;
+
+use crate::gate::Clearance;
 use qwen_env_resolve::Catalog;
 use qwen_env_resolve::catalog::{ProbeKind, Url};
 use serde_json::Value;
@@ -174,20 +177,22 @@ impl Prober {
     }
 
     /// Probes `base` with `key`, unless a fresh cached result will do (`fresh = false`). A probe
-    /// already in flight for the same pair is joined instead of repeated. `anchor` is the base URL
-    /// the key is configured for: the key is sent only where [`Catalog::may_send`] allows.
+    /// already in flight for the same pair is joined instead of repeated. `cleared` is the gate's
+    /// word for the base URL the key is configured for (`crate::gate`): the key is sent only
+    /// where [`Catalog::may_send`] allows from there, and over plain http only to loopback.
     pub async fn probe(
         &self,
         catalog: &Catalog,
-        anchor: &str,
+        cleared: &Clearance,
         base: &str,
         kind: ProbeKind,
         key: Key<'_>,
         fresh: bool,
     ) -> ProbeResult {
         let Key { value: key, fingerprint } = key;
-        if !catalog.may_send(anchor, base) {
-            tracing::warn!(%anchor, %base, fingerprint, "refused to send a key outside its provider family");
+        let anchor = cleared.anchor();
+        if !catalog.may_send(anchor, base) || !crate::gate::may_travel(base) {
+            tracing::warn!(%anchor, %base, fingerprint, "refused to send a key outside its provider family or over plain http");
             return ProbeResult {
                 outcome: Outcome::Refused,
                 status: None,
@@ -442,17 +447,19 @@ mod tests {
         let prober = Prober::from_env();
         let catalog = Catalog::builtin();
         let key = SecretValue::new("sk-0123456789abcdef0123456789abcdef".into());
+        let key = Key { value: &key, fingerprint: "sha256:000000000000" };
+        let intl = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
+        let cleared = crate::gate::catalogue_endpoint(&catalog, intl).unwrap();
         let r = prober
-            .probe(
-                &catalog,
-                "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
-                "http://127.0.0.1:9/v1",
-                ProbeKind::Models,
-                Key { value: &key, fingerprint: "sha256:000000000000" },
-                true,
-            )
+            .probe(&catalog, &cleared, "http://127.0.0.1:9/v1", ProbeKind::Models, key, true)
             .await;
         assert_eq!(r.outcome, Outcome::Refused);
         assert!(prober.cached("sha256:000000000000", "http://127.0.0.1:9/v1").is_none());
+        // A URL the user chose, but over plain http to another machine: the key stays home.
+        let lan = "http://10.0.0.9:8080/v1";
+        let key_info = crate::gate::Key { variable: None, text: None };
+        let cleared = crate::gate::clear(&catalog, lan, &key_info, || true).unwrap();
+        let r = prober.probe(&catalog, &cleared, lan, ProbeKind::Models, key, true).await;
+        assert_eq!(r.outcome, Outcome::Refused);
     }
 }

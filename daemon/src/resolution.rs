@@ -4,12 +4,13 @@
 //! when their metadata changes and re-parsed only when their content hash changes, so a warm
 //! request costs a handful of `stat`s.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use qwen_env_proto::{CallerContext, Finding, Resolution, Severity};
-use qwen_env_resolve::{Catalog, Config, KeychainView, Params, Plan, SourceCache};
+use qwen_env_resolve::{Catalog, Config, KeychainView, Params, Plan, SourceCache, Sources};
 
 /// What a resolution is asked for.
 pub struct Ask<'a> {
@@ -42,6 +43,11 @@ pub struct Resolved {
     pub plan: Plan,
     /// Every file whose change can change this outcome (for the watcher).
     pub watched: Vec<PathBuf>,
+    /// The project's own files among those read: the ones a cloned repository controls
+    /// (workspace settings, a `.env` found by the walk-up, OpenClaw's cwd `.env`).
+    pub project: Vec<PathBuf>,
+    /// The sources it was resolved from, for [`Resolver::resolve_as_user`].
+    pub sources: Sources,
 }
 
 /// The daemon's resolver: cache plus config.
@@ -125,30 +131,11 @@ impl Resolver {
     /// Resolves one request. `durable` says whether the keychain survives a reboot.
     pub fn resolve(&self, ask: &Ask<'_>, keychain: &KeychainView, durable: bool) -> Resolved {
         let (config, config_error) = self.config();
-        // No command (`explain`, `doctor`, the prompt hook): the config's `default_command`.
-        let defaulted;
-        let caller = match &config.default_command {
-            Some(command) if ask.caller.argv.is_empty() && !command.is_empty() => {
-                defaulted = CallerContext { argv: vec![command.clone()], ..ask.caller.clone() };
-                &defaulted
-            }
-            _ => ask.caller,
-        };
-        let home = caller_home(caller);
-        let sources = self.cache.lock().expect("cache lock").load(caller, &home);
-        let params = Params {
-            caller,
-            home: &home,
-            as_is: ask.as_is,
-            bare: ask.bare,
-            with: ask.with,
-            profile: ask.profile,
-            variables: ask.variables,
-            keychain,
-            config: &config,
-            now: crate::clock::now(),
-        };
-        let (mut resolution, plan) = qwen_env_resolve::resolve(&sources, &params);
+        let caller = with_default_command(&config, ask.caller);
+        let home = caller_home(&caller);
+        let sources = self.cache.lock().expect("cache lock").load(&caller, &home);
+        let (mut resolution, plan) =
+            qwen_env_resolve::resolve(&sources, &params(ask, &caller, &home, keychain, &config));
         if let Some(f) = config_error {
             resolution.findings.insert(0, f);
         }
@@ -174,9 +161,30 @@ impl Resolver {
             });
         }
         let config_path = self.config.lock().expect("config lock").path.clone();
-        let mut watched = sources.watched;
+        let mut watched = sources.watched.clone();
         watched.push(config_path);
-        Resolved { resolution, plan, watched }
+        let project = project_files(&sources);
+        Resolved { resolution, plan, watched, project, sources }
+    }
+
+    /// The same question with the project's own files left out: what the user's files, the
+    /// exported environment and qwen-env's config alone resolve to. A base URL or key that is
+    /// the same both ways was not chosen by the project.
+    pub fn resolve_as_user(
+        &self,
+        ask: &Ask<'_>,
+        keychain: &KeychainView,
+        mut sources: Sources,
+    ) -> (Resolution, Plan) {
+        let (config, _) = self.config();
+        let caller = with_default_command(&config, ask.caller);
+        let home = caller_home(&caller);
+        sources.qwen.workspace = None;
+        if sources.qwen.project_env.as_ref().is_some_and(|f| !is_users(&sources, &f.path)) {
+            sources.qwen.project_env = None;
+        }
+        sources.openclaw.cwd_env = None;
+        qwen_env_resolve::resolve(&sources, &params(ask, &caller, &home, keychain, &config))
     }
 
     /// Whether the config allows processes started by `run` to ask for keys themselves.
@@ -219,6 +227,61 @@ impl Resolver {
 }
 
 const NOT_DURABLE: &str = "keychain-not-durable";
+
+/// No command (`explain`, `doctor`, the prompt hook): the config's `default_command`.
+fn with_default_command<'a>(config: &Config, caller: &'a CallerContext) -> Cow<'a, CallerContext> {
+    match &config.default_command {
+        Some(command) if caller.argv.is_empty() && !command.is_empty() => {
+            Cow::Owned(CallerContext { argv: vec![command.clone()], ..caller.clone() })
+        }
+        _ => Cow::Borrowed(caller),
+    }
+}
+
+fn params<'a>(
+    ask: &'a Ask<'_>,
+    caller: &'a CallerContext,
+    home: &'a Path,
+    keychain: &'a KeychainView,
+    config: &'a Config,
+) -> Params<'a> {
+    Params {
+        caller,
+        home,
+        as_is: ask.as_is,
+        bare: ask.bare,
+        with: ask.with,
+        profile: ask.profile,
+        variables: ask.variables,
+        keychain,
+        config,
+        now: crate::clock::now(),
+    }
+}
+
+/// Whether a `.env` the walk-up found is one of the user's own (in the home or Qwen Code's
+/// directory, where the walk ends), not the project's.
+fn is_users(sources: &Sources, path: &Path) -> bool {
+    let dir = path.parent();
+    dir == Some(sources.home.as_path())
+        || dir == Some(sources.home.join(".qwen").as_path())
+        || dir == Some(sources.qwen.qdir.as_path())
+}
+
+/// The files among `sources` that the project (a cloned repository) controls.
+fn project_files(sources: &Sources) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(f) = &sources.qwen.workspace {
+        out.push(f.path.clone());
+    }
+    if let Some(f) = sources.qwen.project_env.as_ref().filter(|f| !is_users(sources, &f.path)) {
+        out.push(f.path.clone());
+    }
+    if let Some(f) = &sources.openclaw.cwd_env {
+        out.push(f.path.clone());
+    }
+    out
+}
 
 fn config_error(path: &Path, message: &str) -> Finding {
     Finding {

@@ -17,6 +17,7 @@ use crate::keys::Keys;
 use crate::lineage::Lineage;
 use crate::probe::Prober;
 use crate::resolution::Resolver;
+use crate::trust::Trust;
 use crate::watcher::Watcher;
 
 /// What a daemon is made of.
@@ -58,7 +59,8 @@ impl State {
         let (raw_tx, raw_rx) = mpsc::unbounded_channel();
         let keys = Arc::new(Keys::open(o.keychain.clone(), &o.data_dir, o.namespace.as_deref()));
         let resolver = Resolver::new(o.config_file, o.catalog_file);
-        let engine = Arc::new(Engine::new(keys, resolver, o.prober, Watcher::new(raw_tx)));
+        let trust = Trust::open(&o.data_dir, o.namespace.as_deref());
+        let engine = Arc::new(Engine::new(keys, resolver, o.prober, Watcher::new(raw_tx), trust));
         Arc::new(Self {
             engine,
             keychain: o.keychain,

@@ -12,6 +12,7 @@ use qwen_env_resolve::catalog::{EndpointDef, Family, ProbeKind, same_url};
 use qwen_env_resolve::mask::fingerprint;
 use qwen_env_resolve::{Catalog, KeyRef, Plan};
 
+use crate::gate::{self, Clearance};
 use crate::keys::{Keys, ProbeSummary};
 use crate::probe::{Key, Outcome, ProbeResult, Prober, norm};
 
@@ -30,6 +31,11 @@ pub struct Target {
     pub base_source: String,
     /// The model and where it is set.
     pub model: Option<(String, String)>,
+    /// The variable the key is read from, when known.
+    pub variable: Option<String>,
+    /// The gate's word that the key may go to `base`; `None` until the engine asked, or when it
+    /// refused. Nothing is probed without it.
+    pub clearance: Option<Clearance>,
 }
 
 /// The probe target of a resolution: needs a key and an http(s) base URL.
@@ -41,6 +47,10 @@ pub fn target(res: &Resolution, plan: &Plan) -> Option<Target> {
         KeyRef::Keychain(_) => res.api_key.fingerprint.clone().filter(|f| !f.is_empty())?,
     };
     let source = |f: &Field| f.source.clone().unwrap_or_else(|| "default".to_string());
+    let variable = match &key {
+        KeyRef::Keychain(name) => Some(name.clone()),
+        KeyRef::Plain(_) => res.api_key.variable.clone(),
+    };
     Some(Target {
         key,
         fp,
@@ -48,6 +58,8 @@ pub fn target(res: &Resolution, plan: &Plan) -> Option<Target> {
         base,
         base_source: source(&res.base_url),
         model: res.model.value.clone().map(|m| (m, source(&res.model))),
+        variable,
+        clearance: None,
     })
 }
 
@@ -106,6 +118,9 @@ impl Verifier {
     /// Probes the target now (the configured base URL, then the rest of its provider when the key is
     /// rejected), records what was learnt, and returns the findings.
     pub async fn fresh(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {
+        if t.clearance.is_none() {
+            return Vec::new();
+        }
         let Some(key) = self.secret(&t.key).await else { return Vec::new() };
         self.probe_target(catalog, t, &key, true).await;
         let findings = self.interpret(catalog, t);
@@ -115,11 +130,12 @@ impl Verifier {
 
     /// Probes the target unless the cache is fresh; used by the background refresh.
     async fn probe_target(&self, catalog: &Catalog, t: &Target, key: &SecretValue, fresh: bool) {
+        let Some(cleared) = &t.clearance else { return };
         let prober = &self.prober;
         let r = prober
             .probe(
                 catalog,
-                &t.base,
+                cleared,
                 &t.base,
                 kind_of(catalog, &t.base),
                 Key { value: key, fingerprint: &t.fp },
@@ -131,7 +147,7 @@ impl Verifier {
             join_all(others.iter().map(|(f, e)| {
                 prober.probe(
                     catalog,
-                    &t.base,
+                    cleared,
                     &e.base_url,
                     f.probe,
                     Key { value: key, fingerprint: &t.fp },
@@ -145,7 +161,7 @@ impl Verifier {
     /// Findings from the cache only (never waits on the network); schedules a refresh when the
     /// cached result is missing or older than the TTL. For `run` and plain `doctor`.
     pub fn cached(self: &Arc<Self>, catalog: Arc<Catalog>, t: Target) -> Vec<Finding> {
-        if !self.prober.enabled {
+        if !self.prober.enabled || t.clearance.is_none() {
             return Vec::new();
         }
         let findings = self.interpret(&catalog, &t);
@@ -311,17 +327,23 @@ impl Verifier {
     ) -> (Vec<String>, Vec<Finding>) {
         let fp = fingerprint(value.expose_secret());
         let key_text = value.expose_secret();
-        // The endpoints to try, each with the base URL that anchors the send policy.
-        let mut tries: Vec<(String, String, ProbeKind)> = Vec::new();
-        if let Some(s) = &settings {
-            tries.push((s.base.clone(), s.base.clone(), kind_of(catalog, &s.base)));
+        // The settings count only when the gate cleared them (`crate::gate`).
+        let settings = settings.filter(|s| s.clearance.is_some());
+        // The endpoints to try, each with the gate's clearance that anchors the send policy.
+        let mut tries: Vec<(Clearance, String, ProbeKind)> = Vec::new();
+        if let Some(s) = &settings
+            && let Some(cleared) = &s.clearance
+        {
+            tries.push((cleared.clone(), s.base.clone(), kind_of(catalog, &s.base)));
             for (f, e) in discovery(catalog, &s.base, Some(key_text)) {
-                tries.push((s.base.clone(), e.base_url, f.probe));
+                tries.push((cleared.clone(), e.base_url, f.probe));
             }
         } else {
             for f in catalog.families_for_key(key_text, Some(name)) {
                 for e in &f.endpoints {
-                    tries.push((e.base_url.clone(), e.base_url.clone(), f.probe));
+                    if let Some(cleared) = gate::catalogue_endpoint(catalog, &e.base_url) {
+                        tries.push((cleared, e.base_url.clone(), f.probe));
+                    }
                 }
             }
         }
@@ -333,10 +355,10 @@ impl Verifier {
                 Vec::new(),
             );
         }
-        let results = join_all(tries.iter().map(|(anchor, base, kind)| async {
+        let results = join_all(tries.iter().map(|(cleared, base, kind)| async {
             let r = self
                 .prober
-                .probe(catalog, anchor, base, *kind, Key { value, fingerprint: &fp }, true)
+                .probe(catalog, cleared, base, *kind, Key { value, fingerprint: &fp }, true)
                 .await;
             (base.clone(), r)
         }))
@@ -380,6 +402,8 @@ impl Verifier {
                     base: base.clone(),
                     base_source: base.clone(),
                     model: None,
+                    variable: Some(name.to_string()),
+                    clearance: gate::catalogue_endpoint(catalog, base),
                 };
                 if r.outcome != Outcome::Rejected {
                     findings.extend(self.interpret(catalog, &t));

@@ -133,12 +133,14 @@ fn the_server_answers_on_a_temporary_socket() {
         assert_eq!(welcome.protocol, PROTOCOL_VERSION);
         assert_eq!(welcome.pid, std::process::id());
 
-        let set = Request::KeySet {
+        let set = Request::KeySetVerified {
             name: "DASHSCOPE_API_KEY".to_owned(),
             value: SecretValue::new(KEY.to_owned()),
+            caller: w.caller(),
+            verify: false,
         };
         let got = ask(&mut conn, &set).await;
-        let Response::Key(info) = got else { panic!("key set failed: {got:?}") };
+        let Response::KeyVerified { info, .. } = got else { panic!("key set failed: {got:?}") };
         assert_eq!(info.fingerprint, qwen_env_resolve::mask::fingerprint(KEY));
         let Response::Keys(keys) = ask(&mut conn, &Request::KeyList).await else { panic!() };
         assert_eq!(keys.len(), 1);

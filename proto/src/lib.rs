@@ -27,7 +27,7 @@ pub use message::*;
 pub use secret::SecretValue;
 
 /// Version of the request/response layout. Bumped by hand on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame body either side accepts, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;

@@ -35,13 +35,6 @@ pub enum Request {
     Shutdown,
     /// Daemon state. Answered by [`Response::Status`].
     Status,
-    /// Store a key in the keychain under `name`. Answered by [`Response::Key`].
-    KeySet {
-        /// The variable the key feeds, e.g. `DASHSCOPE_API_KEY`.
-        name: String,
-        /// The key itself.
-        value: SecretValue,
-    },
     /// List stored keys (metadata only). Answered by [`Response::Keys`].
     KeyList,
     /// Delete a stored key. Answered by [`Response::Removed`].
@@ -75,6 +68,42 @@ pub enum Request {
         /// Probe the key (`false`: `key set --no-verify`, store only).
         verify: bool,
     },
+    /// `qwen-env trust`: trust, list or revoke a directory's own files. Answered by
+    /// [`Response::Trust`].
+    Trust(TrustRequest),
+}
+
+/// Parameters of `Request::Trust`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustRequest {
+    /// The directory (`cwd`) and the caller's environment it resolves with.
+    pub caller: CallerContext,
+    /// What to do.
+    pub action: TrustAction,
+}
+
+/// What `qwen-env trust` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrustAction {
+    /// Trust the directory's own files (workspace settings, project `.env`) as they are now.
+    Grant,
+    /// List every trusted file.
+    List,
+    /// Forget every trusted file in or below the directory.
+    Revoke,
+}
+
+/// One trusted project file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustEntry {
+    /// Its absolute path.
+    pub path: String,
+    /// `sha256:` + 12 hex digits of the trusted content.
+    pub fingerprint: String,
+    /// When it was trusted (Unix seconds).
+    pub at: u64,
+    /// Whether the file still has that content (the trust holds).
+    pub current: bool,
 }
 
 /// Parameters of `Request::KeyImport`.
@@ -123,8 +152,6 @@ pub enum Response {
     },
     /// Response for `Request::Status`.
     Status(StatusInfo),
-    /// Response for `Request::KeySet`: the stored key's metadata.
-    Key(KeyInfo),
     /// Response for `Request::KeyList`.
     Keys(Vec<KeyInfo>),
     /// Response for `Request::KeyRemove`.
@@ -149,6 +176,8 @@ pub enum Response {
         /// Problems the probes found (`key-rejected`, `key-region-mismatch`, …).
         findings: Vec<Finding>,
     },
+    /// Response for `Request::Trust`: what was trusted, listed or revoked.
+    Trust(Vec<TrustEntry>),
 }
 
 /// Something the daemon noticed: a watched file changed, or a context's findings changed.
@@ -466,7 +495,7 @@ mod tests {
     fn request_bytes_are_pinned() {
         let cases: Vec<(Request, &str)> = vec![
             (Request::Shutdown, "00"),
-            (Request::Events, "07"),
+            (Request::Events, "06"),
             (
                 Request::KeyImport(ImportRequest {
                     caller: caller(),
@@ -474,15 +503,11 @@ mod tests {
                     scrub: true,
                     force: false,
                 }),
-                "08012f01017101014b015601022f700100",
+                "07012f01017101014b015601022f700100",
             ),
             (Request::Status, "01"),
-            (
-                Request::KeySet { name: "K".into(), value: SecretValue::new("s".into()) },
-                "02014b0173",
-            ),
-            (Request::KeyList, "03"),
-            (Request::KeyRemove { name: "K".into() }, "04014b"),
+            (Request::KeyList, "02"),
+            (Request::KeyRemove { name: "K".into() }, "03014b"),
             (
                 Request::Run(RunRequest {
                     caller: caller(),
@@ -490,7 +515,7 @@ mod tests {
                     profile: Some("p".into()),
                     bare: true,
                 }),
-                "05012f01017101014b015601015701017001",
+                "04012f01017101014b015601015701017001",
             ),
             (
                 Request::Resolve(ResolveRequest {
@@ -500,7 +525,7 @@ mod tests {
                     profile: None,
                     variables: vec!["V".into()],
                 }),
-                "06012f01017101014b0156010000010156",
+                "05012f01017101014b0156010000010156",
             ),
             (
                 Request::Verify(ResolveRequest {
@@ -510,7 +535,7 @@ mod tests {
                     profile: None,
                     variables: vec![],
                 }),
-                "09012f01017101014b015600000000",
+                "08012f01017101014b015600000000",
             ),
             (
                 Request::KeySetVerified {
@@ -519,7 +544,7 @@ mod tests {
                     caller: caller(),
                     verify: true,
                 },
-                "0a014b0173012f01017101014b015601",
+                "09014b0173012f01017101014b015601",
             ),
         ];
         for (msg, bytes) in cases {
@@ -554,7 +579,7 @@ mod tests {
                     scrubbed: false,
                     note: "n".into(),
                 }]),
-                "0901014b0166016d016c0100016e",
+                "0801014b0166016d016c0100016e",
             ),
             (
                 Response::Event(EventInfo {
@@ -565,7 +590,7 @@ mod tests {
                     message: "m".into(),
                     findings: vec![],
                 }),
-                "0801016b00010163016d00",
+                "0701016b00010163016d00",
             ),
             (Response::Error { code: ErrorCode::Keychain, message: "m".into() }, "0102016d"),
             (
@@ -594,9 +619,8 @@ mod tests {
                 }),
                 "0201017601020173016c016b0001016e0301017701012f017401020300",
             ),
-            (Response::Key(key.clone()), "03014b0166016d01620102010101640001017603"),
-            (Response::Keys(vec![key.clone()]), "0401014b0166016d01620102010101640001017603"),
-            (Response::Removed { name: "K".into() }, "05014b"),
+            (Response::Keys(vec![key.clone()]), "0301014b0166016d01620102010101640001017603"),
+            (Response::Removed { name: "K".into() }, "04014b"),
             (
                 Response::Run(RunPlan {
                     secrets: vec![("K".into(), SecretValue::new("s".into()))],
@@ -606,7 +630,7 @@ mod tests {
                     findings: vec![finding()],
                     notes: vec!["n".into()],
                 }),
-                "0601014b0173010141016201015501062d2d6261726501016301016d017801016c0001016e",
+                "0501014b0173010141016201015501062d2d6261726501016301016d017801016c0001016e",
             ),
             (
                 Response::Resolved(Box::new(Resolution {
@@ -618,11 +642,20 @@ mod tests {
                     variables: vec![("V".into(), Field::default())],
                     findings: vec![finding()],
                 })),
-                "07097177656e2d636f646501017601017300000100010166016f0000000000000000000001017601017300000100010166016f010156000000000001016301016d017801016c00",
+                "06097177656e2d636f646501017601017300000100010166016f0000000000000000000001017601017300000100010166016f010156000000000001016301016d017801016c00",
             ),
             (
                 Response::KeyVerified { info: key, notes: vec!["n".into()], findings: vec![] },
-                "0a014b0166016d0162010201010164000101760301016e00",
+                "09014b0166016d0162010201010164000101760301016e00",
+            ),
+            (
+                Response::Trust(vec![TrustEntry {
+                    path: "/p".into(),
+                    fingerprint: "f".into(),
+                    at: 1,
+                    current: true,
+                }]),
+                "0a01022f7001660101",
             ),
         ];
         for (msg, bytes) in cases {

@@ -9,6 +9,7 @@ mod key;
 mod run;
 mod spinner;
 mod status;
+mod trust;
 
 use qwen_env_proto::{Request, Response};
 
@@ -23,6 +24,7 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Doctor(args) => explain::doctor(&args),
         Command::Key(cmd) => key::key(cmd),
         Command::Status { json } => status::status(json),
+        Command::Trust(args) => trust::trust(&args),
         Command::Daemon(cmd) => daemon::daemon(&cmd),
         Command::Events { json } => events::events(json),
         Command::Hook { shell } => hook::hook(shell),
