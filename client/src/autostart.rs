@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use qwen_env_proto::endpoint::Endpoint;
+use qwen_env_proto::ready::Report;
 
 use crate::error::CliError;
 use crate::transport::{Client, ConnectError};
@@ -107,8 +108,8 @@ pub fn daemon_path() -> PathBuf {
     sibling.unwrap_or_else(|| PathBuf::from("qwen-envd"))
 }
 
-/// Starts `qwen-envd`, which forks into the background and reports one line on our pipe:
-/// `ready <pid>`, `running <pid> <version>` or `error <message>`.
+/// Starts `qwen-envd`, which forks into the background and reports one line on our pipe
+/// ([`Report`]).
 fn spawn_daemon() -> Result<(), CliError> {
     let path = daemon_path();
     let mut child = Command::new(&path)
@@ -131,13 +132,12 @@ fn spawn_daemon() -> Result<(), CliError> {
     }
     // The foreground half exits as soon as the daemon has reported.
     let _ = child.wait();
-    let line = line.trim();
-    if line.starts_with("ready") || line.starts_with("running") {
-        Ok(())
-    } else if let Some(message) = line.strip_prefix("error ") {
-        Err(CliError::daemon(format!("the daemon failed to start: {message}")))
-    } else {
-        Err(CliError::daemon("the daemon exited during startup without a report"))
+    match Report::parse(&line) {
+        Some(r) if r.serving() => Ok(()),
+        Some(Report::Error(message)) => {
+            Err(CliError::daemon(format!("the daemon failed to start: {message}")))
+        }
+        _ => Err(CliError::daemon("the daemon exited during startup without a report")),
     }
 }
 

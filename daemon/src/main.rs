@@ -52,6 +52,8 @@ mod daemonize {
     use std::os::fd::FromRawFd;
     use std::process::ExitCode;
 
+    use qwen_env_proto::ready::Report;
+
     pub enum Role {
         /// The foreground process, with the exit code to return once the child reported.
         Parent(ExitCode),
@@ -98,27 +100,21 @@ mod daemonize {
     /// Prints the child's report for a person, or relays it verbatim to `relay` for a program
     /// (the client spawns `qwen-envd --ready-fd 1` and reads the line).
     fn report_outcome(line: &str, pid: i32, relay: Option<i32>) -> ExitCode {
-        let ok = line.starts_with("ready") || line.starts_with("running");
+        let report = Report::parse(line).unwrap_or_else(|| {
+            Report::Error("the daemon exited during startup; see its log".to_owned())
+        });
+        let code = if report.serving() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         if let Some(fd) = relay {
             // SAFETY: the caller passed this descriptor for the report; we own it now.
             let mut out = unsafe { std::fs::File::from_raw_fd(fd) };
-            let line =
-                if line.is_empty() { "error the daemon exited during startup" } else { line };
-            let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes());
-            return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            let _ = std::io::Write::write_all(&mut out, format!("{}\n", report.line()).as_bytes());
+            return code;
         }
-        if line.starts_with("ready") {
-            println!("qwen-envd started (pid {pid})");
-            ExitCode::SUCCESS
-        } else if let Some(holder) = line.strip_prefix("running ") {
-            println!("qwen-envd is already running (pid {holder})");
-            ExitCode::SUCCESS
-        } else if let Some(message) = line.strip_prefix("error ") {
-            eprintln!("qwen-envd: {message}");
-            ExitCode::FAILURE
-        } else {
-            eprintln!("qwen-envd: the daemon exited during startup; see its log");
-            ExitCode::FAILURE
+        match report {
+            Report::Ready(_) => println!("qwen-envd started (pid {pid})"),
+            Report::Running(holder) => println!("qwen-envd is already running (pid {holder})"),
+            Report::Error(message) => eprintln!("qwen-envd: {message}"),
         }
+        code
     }
 }

@@ -1,10 +1,10 @@
-//! The typed startup report: one line on a file descriptor the starter passed with `--ready-fd`.
-//!
-//! `ready <pid>`, `running <pid> <version>` (another daemon holds the lock) or `error <message>`.
-//! The client waits for this line, so a startup error reaches the user's terminal instead of a
-//! log nobody reads.
+//! Sending the startup report ([`qwen_env_proto::ready::Report`]) on the file descriptor the
+//! starter passed with `--ready-fd`. The client waits for it, so a startup error reaches the
+//! user's terminal instead of a log nobody reads.
 
 use std::io::Write;
+
+use qwen_env_proto::ready::Report;
 
 /// Where the report goes, if anyone is listening. Reports at most once.
 pub struct Ready {
@@ -27,7 +27,7 @@ impl Ready {
 
     /// The daemon is listening.
     pub fn ready(&mut self) {
-        self.send(&format!("ready {}", std::process::id()));
+        self.send(&Report::Ready(std::process::id()));
     }
 
     /// Another daemon is already running.
@@ -35,17 +35,17 @@ impl Ready {
         if self.out.is_none() {
             eprintln!("qwen-envd: another qwen-envd is already running (pid {holder})");
         }
-        self.send(&format!("running {holder}"));
+        self.send(&Report::Running(holder.to_owned()));
     }
 
     /// Startup failed.
     pub fn error(&mut self, message: &str) {
-        self.send(&format!("error {}", message.replace('\n', " ")));
+        self.send(&Report::Error(message.to_owned()));
     }
 
-    fn send(&mut self, line: &str) {
+    fn send(&mut self, report: &Report) {
         if let Some(mut out) = self.out.take() {
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{}", report.line());
             #[cfg(unix)]
             {
                 use std::os::fd::IntoRawFd;

@@ -21,6 +21,7 @@
 pub mod codec;
 pub mod endpoint;
 pub mod message;
+pub mod ready;
 pub mod secret;
 
 pub use message::*;

@@ -677,6 +677,20 @@ fn run_with_keychain(
         }
     }
 
+    // These projects are the user's own: trust them as the user would (README, "Security
+    // model"), or `run` refuses a keychain key that a project `.env` points elsewhere
+    // (tests/tests/trust.rs checks that refusal).
+    let cwd_arg = cwd.display().to_string();
+    let trusted = run_bounded(
+        sandbox.client(&["trust", &cwd_arg], cwd, extra),
+        None,
+        RUN_TIMEOUT,
+        &sandbox.logs,
+        "trust",
+    )?;
+    if !trusted.ok() {
+        out.problem(format!("`qwen-env trust` failed: {}", trusted.describe()));
+    }
     let mut args = vec!["run", "--", "qwen"];
     args.extend(qwen_args.iter().map(String::as_str));
     let ran =

@@ -107,3 +107,64 @@ fn a_stalled_half_frame_times_out_while_others_are_served() {
         env.log()
     );
 }
+
+/// Says hello on a raw connection and returns it, idle, handshake done.
+fn idle_connection(env: &TestEnv) -> UnixStream {
+    use qwen_env_proto::{Hello, PROTOCOL_VERSION, VERSION, codec};
+    let mut s = UnixStream::connect(env.daemon_dir().join("sock")).unwrap();
+    let hello = Hello { protocol: PROTOCOL_VERSION, client_version: VERSION.to_owned() };
+    let body = codec::encode(&hello);
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    s.write_all(&frame).unwrap();
+    s
+}
+
+fn events_request() -> Vec<u8> {
+    let body = qwen_env_proto::codec::encode(&qwen_env_proto::Request::Events);
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+#[test]
+fn a_connection_flood_does_not_stall_other_clients() {
+    let env = TestEnv::new();
+    env.ok(&["status"]);
+    // Hundreds of idle connections past the handshake, half-open ones that never say hello,
+    // and more `events` streams than the daemon keeps.
+    let mut flood: Vec<UnixStream> = (0..400).map(|_| idle_connection(&env)).collect();
+    flood.extend((0..100).map(|_| UnixStream::connect(env.daemon_dir().join("sock")).unwrap()));
+    let mut streams: Vec<UnixStream> = (0..80)
+        .map(|_| {
+            let mut s = idle_connection(&env);
+            s.write_all(&events_request()).unwrap();
+            s
+        })
+        .collect();
+    // Without the pressure rule every slot stays taken until the 30 s idle timeout; with it
+    // the idle ones are closed within a second and the user's command is served at once.
+    let started = Instant::now();
+    let status = env.run(&["status", "--json"]);
+    assert!(status.status.success(), "{}", describe(&status));
+    assert!(started.elapsed() < Duration::from_secs(10), "status took {:?}", started.elapsed());
+    // The streams beyond the cap were told why; the others are still open.
+    let mut refused = 0;
+    for s in &mut streams {
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if String::from_utf8_lossy(&got).contains("too many `qwen-env events` streams") {
+            refused += 1;
+        }
+    }
+    assert!((16..80).contains(&refused), "{refused} of 80 events streams refused");
+    drop(flood);
+    env.ok(&["key", "ls"]);
+}
