@@ -183,6 +183,12 @@ impl Resolver {
         if sources.qwen.project_env.as_ref().is_some_and(|f| !is_users(&sources, &f.path)) {
             sources.qwen.project_env = None;
         }
+        if sources.qwen.user.as_ref().is_some_and(|f| inside_project(&sources, &f.path)) {
+            sources.qwen.user = None;
+        }
+        let home_envs = std::mem::take(&mut sources.qwen.home_envs);
+        sources.qwen.home_envs =
+            home_envs.into_iter().filter(|f| !inside_project(&sources, &f.path)).collect();
         sources.openclaw.cwd_env = None;
         qwen_env_resolve::resolve(&sources, &params(ask, &caller, &home, keychain, &config))
     }
@@ -268,10 +274,22 @@ fn is_users(sources: &Sources, path: &Path) -> bool {
         || dir == Some(sources.qwen.qdir.as_path())
 }
 
+/// Whether `path` lies inside the working directory's tree while the home does not: a "user"
+/// file that a relative `QWEN_HOME` put into the project.
+fn inside_project(sources: &Sources, path: &Path) -> bool {
+    !sources.cwd_is_home && path.starts_with(&sources.cwd) && !sources.home.starts_with(&sources.cwd)
+}
+
 /// The files among `sources` that the project (a cloned repository) controls.
 fn project_files(sources: &Sources) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(f) = &sources.qwen.workspace {
+        out.push(f.path.clone());
+    }
+    if let Some(f) = sources.qwen.user.as_ref().filter(|f| inside_project(sources, &f.path)) {
+        out.push(f.path.clone());
+    }
+    for f in sources.qwen.home_envs.iter().filter(|f| inside_project(sources, &f.path)) {
         out.push(f.path.clone());
     }
     if let Some(f) = sources.qwen.project_env.as_ref().filter(|f| !is_users(sources, &f.path)) {

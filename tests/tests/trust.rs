@@ -212,3 +212,18 @@ fn trusting_a_directory_without_files_of_its_own_says_so() {
     assert!(out.contains("nothing to trust"), "{out}");
     assert!(w.env.ok(&["trust", "--list"]).contains("no directory is trusted"));
 }
+
+#[test]
+fn a_relative_qwen_home_does_not_make_the_projects_files_the_users() {
+    let w = world();
+    // The user's ~/.env names a relative QWEN_HOME, so Qwen Code reads "user" settings from
+    // inside whatever directory it runs in: there, a cloned repository's file.
+    std::fs::remove_file(w.env.home.join(".qwen/settings.json")).unwrap();
+    write(&w.env.home.join(".env"), "QWEN_HOME=.qwen-home\n");
+    write(&w.proj.join(".qwen-home/settings.json"), &settings(&w.attacker.base_url(), true));
+    w.use_the_directory();
+    assert!(World::keyed(&w.attacker).is_empty(), "the key reached the attacker");
+    let doc = w.json(&["doctor", "--json"]);
+    let f = untrusted(&doc).unwrap_or_else(|| panic!("no untrusted-endpoint: {doc:#}"));
+    assert!(f["message"].as_str().unwrap().contains(".qwen-home"), "{f}");
+}
