@@ -94,7 +94,7 @@ fn find(caller: &CallerContext, paths: &[String]) -> Result<Vec<Literal>, String
         .iter()
         .find(|(k, v)| k == "HOME" && !v.is_empty())
         .map_or_else(|| PathBuf::from("/"), |(_, v)| PathBuf::from(v));
-    let mut cache = SourceCache::default();
+    let cache = SourceCache::default();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for tool in ["qwen", "openclaw"] {

@@ -33,7 +33,7 @@ pub struct Outcome {
 
 /// The daemon's resolver: cache plus config.
 pub struct Resolver {
-    cache: Mutex<SourceCache>,
+    cache: SourceCache,
     config: Mutex<LoadedConfig>,
     /// The embedded catalogue or `QWEN_ENV_CATALOG`'s, before the config's `[[family]]` tables.
     base_catalog: Catalog,
@@ -85,7 +85,7 @@ impl Resolver {
             }
         };
         Self {
-            cache: Mutex::new(SourceCache::default()),
+            cache: SourceCache::default(),
             config: Mutex::new(LoadedConfig {
                 path: config_file,
                 stamp: None,
@@ -122,7 +122,7 @@ impl Resolver {
             _ => ask.caller,
         };
         let home = caller_home(caller);
-        let sources = self.cache.lock().expect("cache lock").load(caller, &home);
+        let sources = self.cache.load(caller, &home);
         let params = Params {
             caller,
             home: &home,

@@ -135,7 +135,8 @@ impl Shower for KcShower<'_> {
 pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
     let shower = KcShower(p.keychain);
     let mut plan = Plan::default();
-    let mut findings: Vec<Finding> = Vec::new();
+    // Files found but not read (FIFOs, devices, oversized files) come first.
+    let mut findings: Vec<Finding> = src.findings.clone();
 
     // Extra keys: --with and the profile (for every host); `[generic] keys` only for generic
     // commands with neither.

@@ -1,0 +1,167 @@
+//! Issue 12, "a cloned repository must not be able to steal a key": files planted where the host
+//! tools or qwen-env look (FIFOs, devices, huge files, squatted runtime dirs), and values that
+//! must never be shown whole.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use qwen_env_tests::{TestEnv, describe, wait_until};
+use serde_json::Value;
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
+}
+
+/// Runs `cmd` and returns its output, or `None` (after killing it) when it takes over `limit`.
+fn output_within(cmd: &mut Command, limit: Duration) -> Option<Output> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// `explain --json` in `dir`, which must answer within 10 s.
+fn explain(env: &TestEnv, dir: &Path) -> Value {
+    explain_vars(env, dir, &[])
+}
+
+/// `explain --json VARS…` in `dir`, which must answer within 10 s.
+fn explain_vars(env: &TestEnv, dir: &Path, vars: &[&str]) -> Value {
+    let mut args = vec!["explain", "--json"];
+    args.extend(vars);
+    let out = output_within(env.client(&args).current_dir(dir), Duration::from_secs(10))
+        .expect("explain did not answer within 10 s");
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
+}
+
+fn finding<'a>(j: &'a Value, code: &str) -> Option<&'a Value> {
+    j["findings"].as_array().unwrap().iter().find(|f| f["code"] == code)
+}
+
+/// The daemon's resident set in KiB, from /proc.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_fifo_env_in_the_walk_up_neither_blocks_the_daemon_nor_its_sigterm() {
+    let env = TestEnv::new();
+    let repo = env.home.join("cloned");
+    let sub = repo.join("src/deep");
+    std::fs::create_dir_all(&sub).unwrap();
+    mkfifo(&repo.join(".env"));
+
+    let j = explain(&env, &sub);
+    let f = finding(&j, "file-not-regular").unwrap_or_else(|| panic!("no finding: {j:#}"));
+    assert!(f["message"].as_str().unwrap().contains("FIFO"), "{f:#}");
+    assert!(f["fix"].as_str().unwrap().contains("rm "), "{f:#}");
+    // The daemon still answers, twice over (the second from a warm cache), and so does status.
+    let j = explain(&env, &sub);
+    assert!(finding(&j, "file-not-regular").is_some(), "{j:#}");
+    assert!(env.run(&["status"]).status.success());
+
+    // `daemon stop` ends it promptly.
+    let started = Instant::now();
+    let out = output_within(&mut env.client(&["daemon", "stop"]), Duration::from_secs(5))
+        .expect("daemon stop hung");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(env.wait_daemon_gone(Duration::from_secs(2)), "the daemon outlived `daemon stop`");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // And so does SIGTERM, right after the watcher saw the FIFO change.
+    explain(&env, &sub);
+    let pid = env.daemon_pid().unwrap();
+    // A writer touches the FIFO's directory: the watcher hashes what it watches.
+    write(&repo.join("README"), "hello\n");
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: our own daemon's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(env.wait_daemon_gone(Duration::from_secs(2)), "SIGTERM did not end the daemon in 2 s");
+}
+
+#[test]
+fn a_dev_zero_env_is_not_read_and_the_daemon_stays_small() {
+    let env = TestEnv::new();
+    let repo = env.home.join("cloned");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", repo.join(".env")).unwrap();
+    let j = explain(&env, &repo);
+    let f = finding(&j, "file-not-regular").unwrap_or_else(|| panic!("no finding: {j:#}"));
+    assert!(f["message"].as_str().unwrap().contains("character device"), "{f:#}");
+    let pid = env.daemon_pid().unwrap();
+    assert!(rss_kib(pid) < 200 * 1024, "the daemon grew to {} KiB", rss_kib(pid));
+}
+
+#[test]
+fn oversized_files_are_reported_not_parsed_and_symlinks_to_real_files_still_work() {
+    let env = TestEnv::new();
+    let repo = env.home.join("cloned");
+    // A 5 MiB user settings file (cap 4 MiB) and a 2 MiB .env (cap 1 MiB).
+    let mut big = String::from("{\"env\": {\"A\": \"");
+    big.push_str(&"x".repeat(5 * 1024 * 1024));
+    big.push_str("\"}}\n");
+    write(&env.home.join(".qwen/settings.json"), &big);
+    write(&repo.join(".env"), &format!("# {}\n", "y".repeat(2 * 1024 * 1024)));
+    let started = Instant::now();
+    let j = explain(&env, &repo);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let large: Vec<&Value> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "file-too-large")
+        .collect();
+    assert_eq!(large.len(), 2, "{j:#}");
+    let msgs: String = large.iter().map(ToString::to_string).collect();
+    assert!(msgs.contains("4.0 MiB limit for settings files"), "{msgs}");
+    assert!(msgs.contains("1.0 MiB limit for .env files"), "{msgs}");
+    assert!(msgs.contains("shrink it below"), "{msgs}");
+
+    // A .env that is a symlink to a regular file is read as before.
+    let real = env.home.join("shared.env");
+    write(&real, "OPENAI_MODEL=qwen3-coder-plus\n");
+    std::fs::remove_file(repo.join(".env")).unwrap();
+    std::os::unix::fs::symlink(&real, repo.join(".env")).unwrap();
+    std::fs::remove_file(env.home.join(".qwen/settings.json")).unwrap();
+    let j = explain_vars(&env, &repo, &["OPENAI_MODEL"]);
+    assert!(finding(&j, "file-too-large").is_none(), "{j:#}");
+    assert_eq!(j["variables"]["OPENAI_MODEL"]["value"], "qwen3-coder-plus", "{j:#}");
+}
+
+#[test]
+fn the_watcher_survives_a_fifo_swapped_in_for_a_watched_file() {
+    let env = TestEnv::new();
+    let repo = env.home.join("cloned");
+    write(&repo.join(".env"), "OPENAI_MODEL=one\n");
+    explain(&env, &repo);
+    // The file becomes a FIFO while the daemon watches it.
+    std::fs::remove_file(repo.join(".env")).unwrap();
+    mkfifo(&repo.join(".env"));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let j = explain(&env, &repo);
+            finding(&j, "file-not-regular").is_some()
+        }),
+        "no finding after the swap"
+    );
+    assert!(env.run(&["status"]).status.success());
+}
