@@ -165,3 +165,95 @@ fn the_watcher_survives_a_fifo_swapped_in_for_a_watched_file() {
     );
     assert!(env.run(&["status"]).status.success());
 }
+
+/// A client without `XDG_RUNTIME_DIR`, so its runtime dir is the fallback `$TMPDIR/qwen-env-<uid>`
+/// (here under a shared temp dir of the test's own).
+fn fallback_client(env: &TestEnv, tmp: &Path, args: &[&str]) -> Option<Output> {
+    let mut cmd = env.client(args);
+    cmd.env_remove("XDG_RUNTIME_DIR").env("TMPDIR", tmp);
+    output_within(&mut cmd, Duration::from_secs(10))
+}
+
+fn shared_tmp(env: &TestEnv) -> (std::path::PathBuf, std::path::PathBuf) {
+    let tmp = env.root.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    qwen_env_tests::set_mode(&tmp, 0o1777);
+    let dir = tmp.join(format!("qwen-env-{}", qwen_env_proto::endpoint::euid()));
+    (tmp, dir)
+}
+
+fn refused(out: &Output, what: &str) {
+    assert_eq!(out.status.code(), Some(3), "{}", describe(out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(what), "expected {what:?}: {}", describe(out));
+}
+
+#[test]
+fn the_client_checks_a_squatted_fallback_runtime_dir_before_touching_it() {
+    // Group and others let in.
+    let env = TestEnv::new();
+    let (tmp, dir) = shared_tmp(&env);
+    std::fs::create_dir(&dir).unwrap();
+    qwen_env_tests::set_mode(&dir, 0o777);
+    let out = fallback_client(&env, &tmp, &["status"]).expect("status hung");
+    refused(&out, "chmod 700");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the client created files in it");
+    let out = fallback_client(&env, &tmp, &["daemon", "stop"]).expect("daemon stop hung");
+    refused(&out, "chmod 700");
+
+    // A symlink to a directory the squatter controls.
+    let env = TestEnv::new();
+    let (tmp, dir) = shared_tmp(&env);
+    let theirs = env.root.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    qwen_env_tests::set_mode(&theirs, 0o700);
+    std::os::unix::fs::symlink(&theirs, &dir).unwrap();
+    let out = fallback_client(&env, &tmp, &["status"]).expect("status hung");
+    refused(&out, "is a symlink");
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0, "files made through the link");
+
+    // Owned by another user, with a FIFO pidfile and a symlinked startup lock waiting inside
+    // (arranging the owner needs root).
+    if qwen_env_proto::endpoint::euid() != 0 {
+        eprintln!("SKIPPED: the foreign-owner case needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let (tmp, dir) = shared_tmp(&env);
+    std::fs::create_dir(&dir).unwrap();
+    qwen_env_tests::set_mode(&dir, 0o700);
+    mkfifo(&dir.join("qwen-envd.pid"));
+    let loot = env.root.path().join("loot");
+    std::os::unix::fs::symlink(&loot, dir.join("startup.lock")).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let out = fallback_client(&env, &tmp, &["status"]).expect("status hung");
+    refused(&out, "owned by uid 65534");
+    assert!(!loot.exists(), "the startup lock was followed");
+}
+
+#[test]
+fn planted_files_in_a_private_runtime_dir_are_not_followed_nor_block() {
+    // A symlinked startup.lock.
+    let env = TestEnv::new();
+    let (tmp, dir) = shared_tmp(&env);
+    std::fs::create_dir(&dir).unwrap();
+    qwen_env_tests::set_mode(&dir, 0o700);
+    let loot = env.root.path().join("loot");
+    std::os::unix::fs::symlink(&loot, dir.join("startup.lock")).unwrap();
+    let out = fallback_client(&env, &tmp, &["status"]).expect("status hung");
+    refused(&out, "it is a symlink; remove it");
+    assert!(!loot.exists(), "the startup lock was followed");
+
+    // A FIFO pidfile beside a stale socket: the client looks at the pidfile to decide whether
+    // the socket is stale, and must not block on it; the daemon refuses it with a fix.
+    let env = TestEnv::new();
+    let (tmp, dir) = shared_tmp(&env);
+    std::fs::create_dir(&dir).unwrap();
+    qwen_env_tests::set_mode(&dir, 0o700);
+    mkfifo(&dir.join("qwen-envd.pid"));
+    drop(std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap());
+    let out = fallback_client(&env, &tmp, &["status"]).expect("status blocked on the FIFO");
+    refused(&out, "is not a regular file; remove it");
+    let out = fallback_client(&env, &tmp, &["daemon", "stop"]).expect("daemon stop blocked");
+    assert!(out.status.code().is_some(), "{}", describe(&out));
+}
