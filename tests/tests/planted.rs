@@ -257,3 +257,86 @@ fn planted_files_in_a_private_runtime_dir_are_not_followed_nor_block() {
     let out = fallback_client(&env, &tmp, &["daemon", "stop"]).expect("daemon stop blocked");
     assert!(out.status.code().is_some(), "{}", describe(&out));
 }
+
+/// Everything a user or a log can see after `args` ran in `dir`.
+fn all_output(env: &TestEnv, dir: &Path, runs: &[&[&str]]) -> String {
+    let mut seen = String::new();
+    for args in runs {
+        let out = output_within(env.client(args).current_dir(dir), Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{args:?} hung"));
+        seen += &format!("$ {args:?}\n{}\n", describe(&out));
+    }
+    seen + &env.log()
+}
+
+#[test]
+fn a_config_parse_error_never_quotes_the_line() {
+    let env = TestEnv::new();
+    let key = "sk-tomlleak0123456789abcdef01";
+    // A key pasted on a line of its own, and one as the value of a number.
+    env.write_config(&format!("silence = [\"key-age\"]\n{key}\n"));
+    let seen = all_output(&env, &env.home, &[&["explain", "--json"], &["doctor"]]);
+    assert!(!seen.contains(key) && !seen.contains("tomlleak"), "a config line was shown:\n{seen}");
+    assert!(seen.contains("config-parse-error"), "{seen}");
+    assert!(seen.contains("at line 2 column"), "{seen}");
+    assert!(seen.contains("fix the TOML in"), "{seen}");
+
+    env.write_config(&format!("rotate_after_days = \"{key}\"\n"));
+    // The daemon re-reads the config when its size or mtime changes.
+    std::thread::sleep(Duration::from_millis(20));
+    let seen = all_output(&env, &env.home, &[&["explain", "--json"], &["doctor"]]);
+    assert!(!seen.contains(key) && !seen.contains("tomlleak"), "a config value was shown:\n{seen}");
+    assert!(seen.contains("invalid type"), "{seen}");
+}
+
+#[test]
+fn a_key_pasted_into_a_base_url_or_a_model_is_masked_everywhere() {
+    let env = TestEnv::new();
+    let repo = env.home.join("proj");
+    let in_url = "sk-urlleak0123456789abcdef0123";
+    let in_model = "sk-modelleak0123456789abcdef01";
+    let in_query = "sk-queryleak0123456789abcdef01";
+    write(
+        &repo.join(".env"),
+        &format!(
+            "OPENAI_API_KEY=sk-realkey0000000000000000001\nOPENAI_BASE_URL={in_url}\n\
+             OPENAI_MODEL={in_model}\n"
+        ),
+    );
+    write(
+        &env.home.join(".qwen/settings.json"),
+        &format!(
+            "{{\"security\": {{\"auth\": {{\"selectedType\": \"openai\"}}}},\n\
+             \"modelProviders\": {{\"openai\": [{{\"id\": \"{in_model}\", \
+             \"baseUrl\": \"https://llm.example/v1?key={in_query}\"}}]}}}}\n"
+        ),
+    );
+    let runs: &[&[&str]] = &[
+        &["explain"],
+        &["explain", "--json"],
+        &["explain", "--as-is", "--json", "OPENAI_BASE_URL", "OPENAI_MODEL"],
+        &["explain", "OPENAI_BASE_URL", "OPENAI_MODEL"],
+        &["doctor"],
+        &["doctor", "--json"],
+    ];
+    let seen = all_output(&env, &repo, runs);
+    for (k, tag) in [(in_url, "urlleak"), (in_model, "modelleak"), (in_query, "queryleak")] {
+        assert!(!seen.contains(k) && !seen.contains(tag), "{k} was shown:\n{seen}");
+    }
+    // What is shown instead is the usual mask, so the user can still tell where it is.
+    assert!(seen.contains("sk-…0123"), "{seen}");
+    let j = explain_vars(&env, &repo, &["OPENAI_BASE_URL"]);
+    assert_eq!(j["variables"]["OPENAI_BASE_URL"]["value"], "sk-…0123", "{j:#}");
+    // Plain model names and URLs are still shown whole.
+    write(
+        &repo.join(".env"),
+        "OPENAI_BASE_URL=https://dashscope-intl.aliyuncs.com/compatible-mode/v1\n\
+         OPENAI_MODEL=qwen3-coder-480b-a35b-instruct\n",
+    );
+    let j = explain_vars(&env, &repo, &["OPENAI_BASE_URL", "OPENAI_MODEL"]);
+    assert_eq!(
+        j["variables"]["OPENAI_BASE_URL"]["value"],
+        "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+    );
+    assert_eq!(j["variables"]["OPENAI_MODEL"]["value"], "qwen3-coder-480b-a35b-instruct");
+}
