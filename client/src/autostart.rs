@@ -4,14 +4,19 @@
 //! daemon to exit and wait for its lock to free; take the startup lock so racing clients start
 //! one daemon between them; probe again under the lock; remove a stale socket only when the
 //! connection was refused and no daemon holds the pidfile; spawn; read the typed report.
+//!
+//! Before any of that the runtime dir is checked with the daemon's rules (owned by us, mode 0700,
+//! not a symlink: [`qwen_env_proto::endpoint::check_private_dir`]): the `$TMPDIR/qwen-env-<uid>`
+//! fallback can be made by another user first. The lock and pid files in it are opened without
+//! following symlinks and without blocking, and must be regular files.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qwen_env_proto::endpoint::Endpoint;
+use qwen_env_proto::endpoint::{DirError, Endpoint, check_private_dir};
 use qwen_env_proto::ready::Report;
 
 use crate::error::CliError;
@@ -23,10 +28,10 @@ const LOCK_WAIT: Duration = Duration::from_secs(15);
 /// Connects to the daemon, starting it if needed.
 pub fn ensure_daemon() -> Result<Client, CliError> {
     let endpoint = Endpoint::from_env();
+    prepare_runtime_dir(&endpoint.dir)?;
     if let Some(client) = probe(&endpoint)? {
         return Ok(client);
     }
-    create_runtime_dir(&endpoint.dir)?;
     let _startup = lock_file(&endpoint.startup_lock(), "the startup lock")?;
     // Someone may have started it while we waited for the lock.
     if let Some(client) = probe(&endpoint)? {
@@ -49,7 +54,13 @@ pub fn ensure_daemon() -> Result<Client, CliError> {
 
 /// Connects without starting anything: `Ok(None)` when no daemon runs.
 pub fn connect_existing() -> Result<Option<Client>, CliError> {
-    probe(&Endpoint::from_env())
+    let endpoint = Endpoint::from_env();
+    match check_private_dir(&endpoint.dir) {
+        Ok(()) => probe(&endpoint),
+        // No runtime dir, no daemon.
+        Err(DirError::Create { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CliError::daemon(e)),
+    }
 }
 
 /// One connection attempt. `Ok(None)` means "start one": nothing listens, or an old daemon was
@@ -84,15 +95,21 @@ fn connect_error(e: ConnectError) -> CliError {
     }
 }
 
-/// Creates the runtime dir with mode 0700 if it is missing; the daemon checks it strictly.
-fn create_runtime_dir(dir: &Path) -> Result<(), CliError> {
+/// Creates the runtime dir with mode 0700 if it is missing, then checks it as the daemon does;
+/// an unsafe one is refused before anything in it is opened.
+fn prepare_runtime_dir(dir: &Path) -> Result<(), CliError> {
+    match check_private_dir(dir) {
+        Err(DirError::Create { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+        other => return other.map_err(CliError::daemon),
+    }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).map_err(|e| {
         CliError::daemon(format!("failed to create runtime directory {}: {e}", dir.display()))
-    })
+    })?;
+    check_private_dir(dir).map_err(CliError::daemon)
 }
 
 /// The daemon binary: `QWEN_ENV_DAEMON`, else `qwen-envd` beside this executable, else the bare
@@ -141,14 +158,39 @@ fn spawn_daemon() -> Result<(), CliError> {
     }
 }
 
-fn lock_file(path: &Path, what: &str) -> Result<File, CliError> {
+/// Opens a file of the runtime dir without following a symlink and without blocking on a FIFO;
+/// it must be a regular file. With `create`, a missing one is made (mode 0600).
+fn open_regular(path: &Path, create: bool) -> io::Result<File> {
     let mut opts = OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
+    opts.read(true);
+    if create {
+        opts.write(true).create(true).truncate(false);
+    }
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let file = opts
-        .open(path)
-        .map_err(|e| CliError::daemon(format!("failed to open {}: {e}", path.display())))?;
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    }
+    let file = opts.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return io::Error::other("it is a symlink");
+        }
+        e
+    })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("it is not a regular file"));
+    }
+    Ok(file)
+}
+
+fn lock_file(path: &Path, what: &str) -> Result<File, CliError> {
+    let file = open_regular(path, true).map_err(|e| {
+        CliError::daemon(format!(
+            "failed to open {p}: {e}; remove it (`rm {p}`) and try again",
+            p = path.display()
+        ))
+    })?;
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match file.try_lock() {
@@ -180,6 +222,6 @@ pub fn wait_unlocked(path: &Path, what: &str) -> Result<(), CliError> {
 }
 
 fn pidfile_locked(endpoint: &Endpoint) -> bool {
-    let Ok(file) = File::open(endpoint.pidfile()) else { return false };
+    let Ok(file) = open_regular(&endpoint.pidfile(), false) else { return false };
     matches!(file.try_lock(), Err(TryLockError::WouldBlock))
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use qwen_env_proto::codec::{self, FrameError};
+use qwen_env_proto::endpoint::{DirError, check_private_dir};
 use qwen_env_proto::{ErrorCode, Hello, PROTOCOL_VERSION, Request, Response, VERSION, Welcome};
 
 use crate::error::CliError;
@@ -46,6 +47,18 @@ impl Client {
     }
 
     fn open(path: &Path, timeout: Duration, stop_old: bool) -> Result<Self, ConnectError> {
+        // The socket's directory must be ours and private before we connect into it.
+        if let Some(dir) = path.parent() {
+            match check_private_dir(dir) {
+                Ok(()) => {}
+                Err(DirError::Create { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound =>
+                {
+                    return Err(ConnectError::NotRunning(source));
+                }
+                Err(e) => return Err(ConnectError::Failed(e.to_string())),
+            }
+        }
         let mut stream = UnixStream::connect(path).map_err(ConnectError::NotRunning)?;
         stream.set_read_timeout(Some(timeout)).map_err(fail)?;
         stream.set_write_timeout(Some(timeout)).map_err(fail)?;

@@ -2,14 +2,22 @@
 //! `--scrub`, remove them from the files.
 //!
 //! Order of safety: every key of a file is stored before that file is touched; a file with any
-//! key that could not be stored is left exactly as it was. A scrubbed file gets a backup beside
-//! it (`<name>.qwen-env.bak`, same mode), is re-checked after the edit, and is replaced
-//! atomically with its mode kept.
+//! key that could not be stored is left exactly as it was. A scrubbed file gets a private backup
+//! (mode 0600) under `$XDG_STATE_HOME/qwen-env/backups/`, never beside it, under a name no
+//! earlier backup has; it is re-checked after the edit and replaced atomically with its mode
+//! kept, file and directory synced. New files are created exclusively (`O_EXCL`, `O_NOFOLLOW`),
+//! so a planted symlink is never written through. A symlinked file is edited in its real target,
+//! and only when that file is the user's own.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use qwen_env_proto::endpoint::Dirs;
 use qwen_env_proto::{CallerContext, ImportItem, ImportRequest};
+use qwen_env_resolve::fsread;
 use qwen_env_resolve::import::{self, Literal};
 use qwen_env_resolve::mask::{fingerprint, masked};
 use qwen_env_resolve::{SourceCache, Sources};
@@ -90,7 +98,7 @@ fn find(caller: &CallerContext, paths: &[String]) -> Result<Vec<Literal>, String
         return Ok(out);
     }
     let home = crate::resolution::caller_home(caller);
-    let mut cache = SourceCache::default();
+    let cache = SourceCache::default();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for tool in ["qwen", "openclaw"] {
@@ -141,7 +149,8 @@ fn scrub_files(literals: &[Literal], items: &mut [ImportItem], failed: &HashSet<
 
 /// Edits one file; returns the backup's path.
 fn scrub_file(file: &Path, lits: &[&Literal]) -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let target = edit_target(file)?;
+    let (text, meta) = read_target(&target)?;
     let new = import::scrub(&text, lits)?;
     // Re-check: the edited text must still parse and hold none of the keys.
     if lits.iter().any(|l| new.contains(l.value.expose_secret())) {
@@ -149,27 +158,147 @@ fn scrub_file(file: &Path, lits: &[&Literal]) -> Result<PathBuf, String> {
     }
     if file.extension().is_some_and(|e| e == "json") {
         let label: std::sync::Arc<str> = std::sync::Arc::from("check");
-        if qwen_env_resolve::jsonc::parse(&new, &label).is_err()
-            && json5::from_str::<qwen_env_resolve::jsonc::Node>(&new).is_err()
-        {
+        if qwen_env_resolve::cache::parse_jsonc_or_json5(&new, &label).is_err() {
             return Err("the edited file would not parse; edit it by hand".to_owned());
         }
     }
-    let meta = std::fs::metadata(file).map_err(|e| e.to_string())?;
-    let mut backup = file.as_os_str().to_owned();
-    backup.push(".qwen-env.bak");
-    let backup = PathBuf::from(backup);
-    std::fs::write(&backup, &text)
-        .map_err(|e| format!("cannot write the backup {}: {e}", backup.display()))?;
-    std::fs::set_permissions(&backup, meta.permissions()).map_err(|e| e.to_string())?;
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(".qwen-env.tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, new).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, meta.permissions()).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, file).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot replace it: {e}")
-    })?;
+    let backup = write_backup(&target, &text)?;
+    replace(&target, &new, &meta)?;
     Ok(backup)
+}
+
+/// The file to edit: `file` itself, or the real file behind a symlinked `file` when that file
+/// is ours. Editing through the link's directory would replace the link and leave the key in
+/// the real file; editing another user's file is not ours to do.
+fn edit_target(file: &Path) -> Result<PathBuf, String> {
+    let link = std::fs::symlink_metadata(file).map_err(|e| format!("cannot read it: {e}"))?;
+    if !link.file_type().is_symlink() {
+        return Ok(file.to_owned());
+    }
+    let real = std::fs::canonicalize(file)
+        .map_err(|e| format!("it is a symlink that does not resolve: {e}"))?;
+    let meta =
+        std::fs::metadata(&real).map_err(|e| format!("cannot read {}: {e}", real.display()))?;
+    let me = qwen_env_proto::endpoint::euid();
+    if meta.uid() != me {
+        return Err(format!(
+            "it is a symlink to {}, which belongs to uid {}, not to you (uid {me}); qwen-env does \
+             not edit other users' files: remove the key there by hand, or ask its owner to",
+            real.display(),
+            meta.uid()
+        ));
+    }
+    Ok(real)
+}
+
+/// Opens with these flags: never follows a symlink in the last component, never blocks on a
+/// FIFO, and with `create` only makes a new file (`O_EXCL`), never reuses a planted one.
+fn open_nofollow(path: &Path, create: bool) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    if create {
+        opts.write(true).create_new(true).mode(0o600);
+    } else {
+        opts.read(true);
+    }
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
+}
+
+/// The current text of the file to edit (a regular file, within the resolver's cap) and its
+/// metadata.
+fn read_target(target: &Path) -> Result<(String, std::fs::Metadata), String> {
+    let file = open_nofollow(target, false).map_err(|e| format!("cannot read it: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".to_owned());
+    }
+    if meta.len() > fsread::JSON_CAP {
+        return Err(format!(
+            "it is larger than {}; edit it by hand",
+            fsread::human(fsread::JSON_CAP)
+        ));
+    }
+    let mut text = String::new();
+    file.take(fsread::JSON_CAP)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    Ok((text, meta))
+}
+
+/// Where backups go: `$XDG_STATE_HOME/qwen-env/backups`, private.
+fn backup_dir() -> Result<PathBuf, String> {
+    let dir = Dirs::from_env().state.join("backups");
+    crate::paths::secure_runtime_dir(&dir)
+        .map_err(|e| format!("cannot make the backup directory: {e}"))?;
+    Ok(dir)
+}
+
+/// Creates `dir/<stem>.<n><suffix>` for the first free `n`, exclusively and without following
+/// symlinks: an existing file (an earlier backup, or something planted) is never reused.
+fn create_unique(dir: &Path, stem: &str, suffix: &str) -> Result<(PathBuf, File), String> {
+    for n in 0..1000 {
+        let path = dir.join(format!("{stem}.{n}{suffix}"));
+        match open_nofollow(&path, true) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+        }
+    }
+    Err(format!(
+        "cannot create a new file named {stem}.N{suffix} in {}: all 1000 names are taken; clean up {}",
+        dir.display(),
+        dir.display()
+    ))
+}
+
+/// Writes `bytes` to `file`, flushes it to disk, and the directory entry too.
+fn write_synced(mut file: File, path: &Path, bytes: &[u8]) -> Result<(), String> {
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    sync_dir(path)
+}
+
+fn sync_dir(path: &Path) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot flush the directory {}: {e}", dir.display()))
+}
+
+/// A private (0600) copy of the original under the state directory, never beside the file
+/// (where a `.gitignore` line for `.env` would not match it), under a name not used before.
+fn write_backup(target: &Path, text: &str) -> Result<PathBuf, String> {
+    let dir = backup_dir()?;
+    let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // The leading dot goes, so `ls` shows every backup.
+    let stem = format!("{}.{secs}", name.trim_start_matches('.'));
+    let (path, file) = create_unique(&dir, &stem, ".bak")?;
+    write_synced(file, &path, text.as_bytes()).inspect_err(|_| {
+        let _ = std::fs::remove_file(&path);
+    })?;
+    Ok(path)
+}
+
+/// Replaces `target` by a new file holding `new`, with the original's mode, atomically: a
+/// temporary file made exclusively beside it, synced, renamed over it, and the directory synced.
+fn replace(target: &Path, new: &str, original: &std::fs::Metadata) -> Result<(), String> {
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
+    let (tmp, file) =
+        create_unique(dir, &format!(".{name}.qwen-env-{}", std::process::id()), ".tmp")?;
+    let result = file
+        .set_permissions(std::fs::Permissions::from_mode(original.mode() & 0o7777))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", tmp.display()))
+        .and_then(|()| write_synced(file, &tmp, new.as_bytes()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, target).map_err(|e| format!("cannot replace it: {e}"))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(target)
 }

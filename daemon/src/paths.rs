@@ -2,27 +2,10 @@
 
 use std::fs::DirBuilder;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Why a directory is not safe to use.
-#[derive(Debug, thiserror::Error)]
-pub enum DirError {
-    #[error("failed to create directory at {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("refusing to use {path}: it is a symlink; remove it (`rm {path}`) and start again")]
-    Symlink { path: PathBuf },
-    #[error(
-        "refusing to use {path}: it is owned by uid {owner}, not by you (uid {me}); remove it or \
-         point XDG_RUNTIME_DIR at a directory of your own"
-    )]
-    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
-    #[error(
-        "refusing to use {path}: its mode {mode:o} lets group or others in; run `chmod 700 {path}`"
-    )]
-    Permissive { path: PathBuf, mode: u32 },
-    #[error("refusing to use {path}: it is not a directory")]
-    NotADirectory { path: PathBuf },
-}
+/// Why a directory is not safe to use: the rules are shared with the client (proto).
+pub use qwen_env_proto::endpoint::{DirError, check_private_dir};
 
 /// Replaces `path` with `bytes` atomically: a new 0600 file beside it (created exclusively, so a
 /// planted file or symlink is never written through), fsynced, renamed over it, and the
@@ -66,31 +49,6 @@ pub fn secure_runtime_dir(dir: &Path) -> Result<(), DirError> {
     // but the `$TMPDIR/qwen-env-<uid>` fallback may need `$TMPDIR` created in odd setups.
     create_private_dir(dir)?;
     check_private_dir(dir)
-}
-
-/// Checks an existing directory as [`secure_runtime_dir`] does.
-pub fn check_private_dir(dir: &Path) -> Result<(), DirError> {
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|source| DirError::Create { path: dir.to_owned(), source })?;
-    if meta.file_type().is_symlink() {
-        return Err(DirError::Symlink { path: dir.to_owned() });
-    }
-    if !meta.is_dir() {
-        return Err(DirError::NotADirectory { path: dir.to_owned() });
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let me = qwen_env_proto::endpoint::euid();
-        if meta.uid() != me {
-            return Err(DirError::ForeignOwner { path: dir.to_owned(), owner: meta.uid(), me });
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(DirError::Permissive { path: dir.to_owned(), mode });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(all(test, unix))]

@@ -52,7 +52,7 @@ pub struct Resolved {
 
 /// The daemon's resolver: cache plus config.
 pub struct Resolver {
-    cache: Mutex<SourceCache>,
+    cache: SourceCache,
     config: Mutex<LoadedConfig>,
     /// The embedded catalogue or `QWEN_ENV_CATALOG`'s, before the config's `[[family]]` tables.
     base_catalog: Catalog,
@@ -104,7 +104,7 @@ impl Resolver {
             }
         };
         Self {
-            cache: Mutex::new(SourceCache::default()),
+            cache: SourceCache::default(),
             config: Mutex::new(LoadedConfig {
                 path: config_file,
                 stamp: None,
@@ -133,7 +133,7 @@ impl Resolver {
         let (config, config_error) = self.config();
         let caller = with_default_command(&config, ask.caller);
         let home = caller_home(&caller);
-        let sources = self.cache.lock().expect("cache lock").load(&caller, &home);
+        let sources = self.cache.load(&caller, &home);
         let (mut resolution, plan) =
             qwen_env_resolve::resolve(&sources, &params(ask, &caller, &home, keychain, &config));
         if let Some(f) = config_error {

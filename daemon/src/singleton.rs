@@ -28,11 +28,24 @@ impl PidfileGuard {
     pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
+        // Never through a symlink, never blocking on a FIFO: the file must be a regular one.
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut file = opts
-            .open(path)
-            .with_context(|| format!("failed to open pidfile {}", path.display()))?;
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        }
+        let mut file = opts.open(path).with_context(|| {
+            format!(
+                "failed to open pidfile {p}; remove it (`rm {p}`) and start again",
+                p = path.display()
+            )
+        })?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            anyhow::bail!(
+                "pidfile {p} is not a regular file; remove it (`rm {p}`) and start again",
+                p = path.display()
+            );
+        }
         match file.try_lock() {
             Ok(()) => {
                 file.set_len(0)?;

@@ -7,7 +7,6 @@
 //! never a value from the files.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// A project file larger than this is never trusted (nor read to be hashed).
-const MAX_FILE: u64 = 4 * 1024 * 1024;
+const MAX_FILE: u64 = qwen_env_resolve::fsread::JSON_CAP;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
@@ -141,20 +140,7 @@ fn entry(path: &Path, sha256: &str, at: u64, current: bool) -> TrustEntry {
 /// The SHA-256 of a regular file's content (hex), read without blocking on a FIFO or device
 /// and only up to [`MAX_FILE`].
 fn hash(path: &Path) -> Option<String> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK);
-    let file = opts.open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_FILE {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes).ok()?;
-    if bytes.len() as u64 > MAX_FILE {
-        return None;
-    }
+    let (bytes, _) = qwen_env_resolve::fsread::read_regular(path, MAX_FILE).ok()?;
     Some(hex::encode(Sha256::digest(&bytes)))
 }
 

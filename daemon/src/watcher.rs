@@ -343,8 +343,18 @@ fn nearest_dir(file: &Path) -> Option<PathBuf> {
     }
 }
 
+/// The content hash of a watched file, read as the resolver reads it (regular files only, never
+/// blocking, capped): a FIFO or device is `None` like a missing file, and a file over the cap
+/// hashes its size, so that growing past or shrinking below the cap is still a change.
 fn hash_file(path: &Path) -> Hash {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+    use qwen_env_resolve::fsread::{self, ReadError};
+    match fsread::read_regular(path, fsread::JSON_CAP) {
+        Ok((bytes, _)) => Some(Sha256::digest(&bytes).into()),
+        Err(ReadError::TooLarge { len, .. }) => {
+            Some(Sha256::digest(format!("too large: {len}").as_bytes()).into())
+        }
+        Err(ReadError::Io(_) | ReadError::NotRegular(_)) => None,
+    }
 }
 
 /// How many findings have this severity.

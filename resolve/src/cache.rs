@@ -1,19 +1,23 @@
 //! Reading and parsing source files, cached: a file is re-read only when its (len, mtime, inode)
 //! changed and re-parsed only when its content hash changed, so a warm resolve costs a few
 //! `stat` calls (DESIGN.md section 9: editors and Qwen Code rewrite files by rename).
+//! Only regular files up to a cap are read ([`crate::fsread`]); any other file found where a
+//! source should be becomes a `file-not-regular` or `file-too-large` finding.
 //!
 //! This module and [`crate::Sources`] are the only I/O in the crate.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
-use qwen_env_proto::CallerContext;
+use qwen_env_proto::{CallerContext, Finding, Severity};
 use sha2::{Digest, Sha256};
 
 use crate::dotenv;
-use crate::jsonc;
+use crate::fsread::{self, ReadError};
+use crate::jsonc::{self, Node};
 use crate::sources::{
     EnvFile, Host, JsonFile, OpenClawSources, QwenSources, SettingsFile, Sources,
     default_system_settings_path, env_get, expand_path,
@@ -24,6 +28,24 @@ enum Kind {
     Settings,
     Env,
     Json5,
+}
+
+impl Kind {
+    /// The largest file of this kind that is read.
+    fn cap(self) -> u64 {
+        match self {
+            Kind::Env => fsread::ENV_CAP,
+            Kind::Settings | Kind::Json5 => fsread::JSON_CAP,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Kind::Env => ".env",
+            Kind::Settings => "settings",
+            Kind::Json5 => "JSON",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -45,19 +67,85 @@ struct Slot {
     stamp: Stamp,
     hash: [u8; 32],
     parsed: Parsed,
+    /// What the slot counts against the budget: the file's size plus a fixed overhead.
+    weight: u64,
+    /// The [`Lru::tick`] of the last use.
+    used: u64,
 }
 
-/// Parsed files by path, reused across loads.
+/// What the cache counts per entry on top of the file's bytes (path, stamp, `Arc`s).
+const SLOT_OVERHEAD: u64 = 512;
+
+/// How many bytes of source files the cache keeps parsed by default. The parsed form is a
+/// small multiple of the text; 16 MiB holds thousands of real settings and `.env` files.
+pub const DEFAULT_BUDGET: u64 = 16 * 1024 * 1024;
+
 #[derive(Default)]
-pub struct SourceCache {
+struct Lru {
     files: HashMap<(PathBuf, Kind), Slot>,
-    /// How many files were parsed (not just stat'ed) since creation; for tests and stats.
-    pub parses: u64,
+    /// Sum of the slots' weights.
+    bytes: u64,
+    /// Bumped on every use; the slot with the smallest `used` is evicted first.
+    tick: u64,
+}
+
+impl Lru {
+    fn touch(&mut self, key: &(PathBuf, Kind)) -> Option<&mut Slot> {
+        self.tick += 1;
+        let tick = self.tick;
+        let slot = self.files.get_mut(key)?;
+        slot.used = tick;
+        Some(slot)
+    }
+
+    fn insert(&mut self, key: (PathBuf, Kind), mut slot: Slot, budget: u64) {
+        self.tick += 1;
+        slot.used = self.tick;
+        if let Some(old) = self.files.remove(&key) {
+            self.bytes -= old.weight;
+        }
+        if slot.weight > budget {
+            return;
+        }
+        while self.bytes + slot.weight > budget {
+            let Some(oldest) =
+                self.files.iter().min_by_key(|(_, s)| s.used).map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(gone) = self.files.remove(&oldest) {
+                self.bytes -= gone.weight;
+            }
+        }
+        self.bytes += slot.weight;
+        self.files.insert(key, slot);
+    }
+}
+
+/// Parsed files by path, reused across loads, bounded in bytes (least recently used evicted).
+///
+/// It locks itself, and only around map lookups and inserts: files are stat'ed, read and
+/// parsed with no lock held, so one slow or hostile file never holds up another caller.
+pub struct SourceCache {
+    lru: Mutex<Lru>,
+    budget: u64,
+    /// How many files were parsed (not just stat'ed) since creation.
+    parses: AtomicU64,
+}
+
+impl Default for SourceCache {
+    fn default() -> Self {
+        Self::with_budget(DEFAULT_BUDGET)
+    }
 }
 
 impl std::fmt::Debug for SourceCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceCache").field("files", &self.files.len()).finish_non_exhaustive()
+        let lru = self.lock();
+        f.debug_struct("SourceCache")
+            .field("files", &lru.files.len())
+            .field("bytes", &lru.bytes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,34 +178,137 @@ fn json5_error(e: &json5::Error) -> String {
                 .unwrap_or("syntax error");
             format!("{what} at line {} column {}", l.line, l.column)
         }
-        None => msg.clone(),
+        None => msg.lines().next().unwrap_or("syntax error").to_owned(),
     }
 }
 
+/// Parses JSON5 (OpenClaw's syntax) into a [`Node`] whose locations name `label`. The error
+/// says what and where, never quoting the source.
+pub fn parse_json5(text: &str, label: &Arc<str>) -> Result<Node, String> {
+    json5::from_str::<Node>(text)
+        .map(|mut n| {
+            n.set_file(label);
+            n
+        })
+        .map_err(|e| json5_error(&e))
+}
+
+/// Parses a file that may be either tool's: JSONC as Qwen Code reads settings, and when that
+/// fails JSON5 as OpenClaw reads its files. On failure the JSONC error (`what at line L
+/// column C`), which never quotes the source.
+pub fn parse_jsonc_or_json5(text: &str, label: &Arc<str>) -> Result<Node, String> {
+    jsonc::parse(text, label).or_else(|e| parse_json5(text, label).map_err(|_| e.to_string()))
+}
+
+/// A file that was found but not read, as a finding.
+fn not_read(path: &Path, kind: Kind, why: &ReadError) -> Option<Finding> {
+    let p = path.display();
+    let (code, message, fix) = match why {
+        ReadError::Io(_) => return None,
+        ReadError::NotRegular(what) => (
+            "file-not-regular",
+            format!(
+                "{p} is a {what}, not a regular file: qwen-env did not read it (a FIFO or a \
+                 device can block a reader for ever or never end), so what it shows leaves it out"
+            ),
+            format!(
+                "remove it (`rm {p}`) or replace it with a regular file; if you did not make it, \
+                 someone who can write to {} planted it: check that directory",
+                path.parent().unwrap_or(Path::new("/")).display()
+            ),
+        ),
+        ReadError::TooLarge { len, cap } => (
+            "file-too-large",
+            format!(
+                "{p} is {}, over qwen-env's {} limit for {} files: it was not read, so what \
+                 qwen-env shows leaves it out",
+                fsread::human(*len),
+                fsread::human(*cap),
+                kind.what()
+            ),
+            format!(
+                "a real {} file is a few kilobytes: look at what wrote {p}, then shrink it below \
+                 {} or remove it",
+                kind.what(),
+                fsread::human(*cap)
+            ),
+        ),
+    };
+    Some(Finding {
+        code: code.to_owned(),
+        severity: Severity::Warning,
+        message,
+        fix,
+        location: Some(p.to_string()),
+        evidence: None,
+    })
+}
+
 impl SourceCache {
-    /// A file parsed as `kind`, or `None` when it does not exist (or is not a readable file).
-    fn get(&mut self, path: &Path, kind: Kind) -> Option<Parsed> {
+    /// A cache that keeps at most about `budget` bytes of source files parsed.
+    pub fn with_budget(budget: u64) -> Self {
+        Self { lru: Mutex::default(), budget, parses: AtomicU64::new(0) }
+    }
+
+    /// How many files were parsed (not just stat'ed) since creation; for tests and stats.
+    pub fn parses(&self) -> u64 {
+        self.parses.load(Ordering::Relaxed)
+    }
+
+    /// How many bytes the cached files count against the budget.
+    pub fn cached_bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        // A panic while the lock was held leaves a consistent map (every update is one insert
+        // or remove), so a poisoned lock is still usable.
+        self.lru.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A file parsed as `kind`, or `None` when it does not exist or was not read (then a
+    /// finding says why, unless it is simply absent, unreadable or a directory).
+    fn get(&self, path: &Path, kind: Kind, findings: &mut Vec<Finding>) -> Option<Parsed> {
         let meta = std::fs::metadata(path).ok()?;
-        if !meta.is_file() {
+        if meta.is_dir() {
+            // A `.env` directory (a virtualenv) is common and harmless; nothing to say.
             return None;
         }
-        let st = stamp(&meta);
+        let early = if meta.is_file() {
+            (meta.len() > kind.cap())
+                .then_some(ReadError::TooLarge { len: meta.len(), cap: kind.cap() })
+        } else {
+            Some(ReadError::NotRegular(fsread::kind_name(&meta)))
+        };
+        if let Some(why) = early {
+            findings.extend(not_read(path, kind, &why));
+            return None;
+        }
         let key = (path.to_path_buf(), kind);
-        if let Some(slot) = self.files.get(&key)
+        let st = stamp(&meta);
+        if let Some(slot) = self.lock().touch(&key)
             && slot.stamp == st
         {
             return Some(slot.parsed.clone());
         }
-        let bytes = std::fs::read(path).ok()?;
+        // No lock from here until the insert: the read and the parse may take a while.
+        let (bytes, meta) = match fsread::read_regular(path, kind.cap()) {
+            Ok(read) => read,
+            Err(why) => {
+                findings.extend(not_read(path, kind, &why));
+                return None;
+            }
+        };
+        let st = stamp(&meta);
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
-        if let Some(slot) = self.files.get_mut(&key)
+        if let Some(slot) = self.lock().touch(&key)
             && slot.hash == hash
             && slot.stamp.mode == st.mode
         {
             slot.stamp = st;
             return Some(slot.parsed.clone());
         }
-        self.parses += 1;
+        self.parses.fetch_add(1, Ordering::Relaxed);
         // Node reads these files as UTF-8 and replaces invalid bytes.
         let text = String::from_utf8_lossy(&bytes);
         let lbl = label(path);
@@ -134,48 +325,22 @@ impl SourceCache {
                 label: lbl,
                 mode: st.mode,
             })),
-            Kind::Json5 => {
-                let parsed = json5::from_str::<jsonc::Node>(&text)
-                    .map(|mut n| {
-                        n.set_file(&lbl);
-                        n
-                    })
-                    .map_err(|e| json5_error(&e));
-                Parsed::Json(Arc::new(JsonFile {
-                    path: path.to_path_buf(),
-                    label: lbl,
-                    parsed,
-                    mode: st.mode,
-                }))
-            }
+            Kind::Json5 => Parsed::Json(Arc::new(JsonFile {
+                path: path.to_path_buf(),
+                parsed: parse_json5(&text, &lbl),
+                label: lbl,
+                mode: st.mode,
+            })),
         };
-        self.files.insert(key, Slot { stamp: st, hash, parsed: parsed.clone() });
+        let weight = bytes.len() as u64 + SLOT_OVERHEAD;
+        let slot = Slot { stamp: st, hash, parsed: parsed.clone(), weight, used: 0 };
+        self.lock().insert(key, slot, self.budget);
         Some(parsed)
     }
 
-    fn settings(&mut self, path: &Path) -> Option<Arc<SettingsFile>> {
-        match self.get(path, Kind::Settings)? {
-            Parsed::Settings(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn env(&mut self, path: &Path) -> Option<Arc<EnvFile>> {
-        match self.get(path, Kind::Env)? {
-            Parsed::Env(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn json5(&mut self, path: &Path) -> Option<Arc<JsonFile>> {
-        match self.get(path, Kind::Json5)? {
-            Parsed::Json(s) => Some(s),
-            _ => None,
-        }
-    }
-
     /// Read (or reuse) the sources for this caller. `home` is the caller's home directory.
-    pub fn load(&mut self, caller: &CallerContext, home: &Path) -> Sources {
+    pub fn load(&self, caller: &CallerContext, home: &Path) -> Sources {
+        let mut load = Load { cache: self, findings: Vec::new() };
         let host = Host::detect(&caller.argv);
         let cwd_given = PathBuf::from(&caller.cwd);
         let cwd = std::fs::canonicalize(&cwd_given).unwrap_or(cwd_given);
@@ -183,19 +348,58 @@ impl SourceCache {
         let cwd_is_home = cwd == home_real;
         let mut watched = Vec::new();
         let qwen = if host == Host::Qwen {
-            self.load_qwen(caller, home, &home_real, &cwd, cwd_is_home, &mut watched)
+            load.qwen(caller, home, &home_real, &cwd, cwd_is_home, &mut watched)
         } else {
             QwenSources::default()
         };
         let openclaw = if host == Host::OpenClaw {
-            self.load_openclaw(caller, home, &cwd, &mut watched)
+            load.openclaw(caller, home, &cwd, &mut watched)
         } else {
             OpenClawSources::default()
         };
-        Sources { host, home: home.to_path_buf(), cwd, cwd_is_home, qwen, openclaw, watched }
+        let findings = load.findings;
+        Sources {
+            host,
+            home: home.to_path_buf(),
+            cwd,
+            cwd_is_home,
+            qwen,
+            openclaw,
+            watched,
+            findings,
+        }
+    }
+}
+
+/// One `load`: the cache and the findings about files that were not read.
+struct Load<'c> {
+    cache: &'c SourceCache,
+    findings: Vec<Finding>,
+}
+
+impl Load<'_> {
+    fn settings(&mut self, path: &Path) -> Option<Arc<SettingsFile>> {
+        match self.cache.get(path, Kind::Settings, &mut self.findings)? {
+            Parsed::Settings(s) => Some(s),
+            _ => None,
+        }
     }
 
-    fn load_qwen(
+    fn env(&mut self, path: &Path) -> Option<Arc<EnvFile>> {
+        match self.cache.get(path, Kind::Env, &mut self.findings)? {
+            Parsed::Env(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn json5(&mut self, path: &Path) -> Option<Arc<JsonFile>> {
+        match self.cache.get(path, Kind::Json5, &mut self.findings)? {
+            Parsed::Json(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn qwen(
         &mut self,
         caller: &CallerContext,
         home: &Path,
@@ -288,7 +492,7 @@ impl SourceCache {
         }
     }
 
-    fn load_openclaw(
+    fn openclaw(
         &mut self,
         caller: &CallerContext,
         home: &Path,
@@ -327,5 +531,64 @@ impl SourceCache {
             sqlite_store: sqlite.is_file().then_some(sqlite),
             state_dir,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_stays_within_its_budget_and_evicts_the_least_recently_used() {
+        let t = tempfile::tempdir().unwrap();
+        let file = |i: usize| t.path().join(format!("{i}.env"));
+        for i in 0..4 {
+            std::fs::write(file(i), format!("K{i}={}\n", "v".repeat(1000))).unwrap();
+        }
+        // Room for three of the four files.
+        let weight = 1004 + SLOT_OVERHEAD;
+        let cache = SourceCache::with_budget(3 * weight + 10);
+        let mut f = Vec::new();
+        for i in 0..3 {
+            assert!(cache.get(&file(i), Kind::Env, &mut f).is_some());
+        }
+        assert_eq!((cache.parses(), cache.cached_bytes()), (3, 3 * weight));
+        // 0 is used again, so 1 is the least recently used when 3 comes in.
+        cache.get(&file(0), Kind::Env, &mut f);
+        cache.get(&file(3), Kind::Env, &mut f);
+        assert_eq!((cache.parses(), cache.cached_bytes()), (4, 3 * weight));
+        cache.get(&file(0), Kind::Env, &mut f);
+        cache.get(&file(2), Kind::Env, &mut f);
+        assert_eq!(cache.parses(), 4, "0 and 2 stayed cached");
+        cache.get(&file(1), Kind::Env, &mut f);
+        assert_eq!(cache.parses(), 5, "1 was evicted and is parsed again");
+        assert!(cache.cached_bytes() <= 3 * weight + 10);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn oversized_and_special_files_become_findings() {
+        let t = tempfile::tempdir().unwrap();
+        let big = t.path().join("big.env");
+        std::fs::write(&big, vec![b'#'; usize::try_from(fsread::ENV_CAP).unwrap() + 1]).unwrap();
+        let cache = SourceCache::default();
+        let mut f = Vec::new();
+        assert!(cache.get(&big, Kind::Env, &mut f).is_none());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, "file-too-large");
+        assert!(f[0].message.contains("1.0 MiB limit"), "{}", f[0].message);
+        // The same size is fine for a settings file.
+        assert!(cache.get(&big, Kind::Settings, &mut f).is_some());
+        #[cfg(unix)]
+        {
+            let zero = t.path().join("zero.env");
+            std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+            assert!(cache.get(&zero, Kind::Env, &mut f).is_none());
+            assert_eq!(f[1].code, "file-not-regular");
+            assert!(f[1].message.contains("character device"), "{}", f[1].message);
+        }
+        // A directory (a virtualenv called .env) is silently not a file.
+        assert!(cache.get(t.path(), Kind::Env, &mut f).is_none());
+        assert!(f.len() <= 2);
     }
 }

@@ -125,7 +125,7 @@ impl Catalog {
 
     /// Parses catalogue TOML; the error names the line and what is wrong.
     pub fn parse(text: &str) -> Result<Catalog, String> {
-        let c: Catalog = toml::from_str(text).map_err(|e| e.to_string())?;
+        let c: Catalog = toml::from_str(text).map_err(|e| crate::config::toml_error(text, &e))?;
         c.check()?;
         Ok(c)
     }

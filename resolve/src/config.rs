@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::catalog::{Catalog, Family};
+use crate::mask;
 
 /// The parsed config. Unknown keys are ignored so a newer config still loads.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -50,12 +51,58 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parse the TOML text; the error names the line and what is wrong.
+    /// Parse the TOML text; the error names the line and what is wrong, and never quotes the
+    /// file (a key pasted into it would be printed and logged).
     pub fn parse(text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        Catalog::check_families(&c.family)?;
+        let c: Config = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        Catalog::check_families(&c.family).map_err(|e| mask_keys(&e))?;
         Ok(c)
     }
+}
+
+/// A TOML error as `what at line L column C`. toml's own `Display` prints the offending source
+/// line, which can hold a literal key: only the span's position and `message()` are used, and
+/// what the message quotes (serde's `invalid type: string "…"`) is masked when it looks like a
+/// key or is not a plain word.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = mask_quoted(&mask_keys(e.message().trim()));
+    let what = if what.is_empty() { "syntax error".to_owned() } else { what };
+    match e.span() {
+        Some(span) => {
+            let start = (0..=span.start.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            let before = &text[..start];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("{what} at line {line} column {col}")
+        }
+        None => what,
+    }
+}
+
+/// `text` with every key-looking token masked ([`mask::keys_in`]).
+fn mask_keys(text: &str) -> String {
+    let mut out = text.to_owned();
+    for k in mask::keys_in(text) {
+        out = out.replace(k, &mask::masked(k));
+    }
+    out
+}
+
+/// `text` with each `"…"` quoted part masked: serde quotes values that way (`invalid type:
+/// string "…"`), while the names it reports (fields, variants) are in backticks and stay.
+fn mask_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        // Odd parts are inside quotes (an unpaired last quote leaves its tail inside, masked).
+        if i % 2 == 1 { out.push_str(&mask::masked(part)) } else { out.push_str(part) }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -81,6 +128,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.family[0].endpoints[0].region, "eu");
+    }
+
+    #[test]
+    fn errors_never_quote_the_file() {
+        let key = "sk-configleak0123456789abcdef";
+        for text in [
+            format!("silence = [\"a\"]\n{key}\n"),
+            format!("rotate_after_days = \"{key}\"\n"),
+            "rotate_after_days = \"hunter2 is my password\"\n".to_owned(),
+            format!(
+                "[[family]]\nid = \"x\"\nname = \"X\"\n[[family.endpoint]]\nregion = \"eu\"\nbase_url = \"{key}\"\n"
+            ),
+            format!("silence = \"unterminated {key}\n"),
+        ] {
+            let e = Config::parse(&text).unwrap_err();
+            assert!(
+                !e.contains(key)
+                    && !e.contains("configleak")
+                    && !e.contains("hunter2")
+                    && !e.contains("my pass"),
+                "{e}"
+            );
+            assert!(!e.contains('|'), "a quoted source line: {e}");
+        }
+        let e = Config::parse(&format!("silence = [\"a\"]\n{key}\n")).unwrap_err();
+        assert!(e.contains("at line 2 column "), "{e}");
+        let e = Config::parse("rotate_after_days = \"x\"").unwrap_err();
+        assert!(e.contains("invalid type") && e.contains("line 1"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use qwen_env_proto::SecretValue;
 
-use crate::jsonc::{self, Node};
+use crate::jsonc::Node;
 use crate::mask;
 use crate::sources::Sources;
 
@@ -70,25 +70,19 @@ pub fn scan(src: &Sources) -> Vec<Literal> {
 /// Literal keys in one file named on the command line: JSON files are read as settings and as
 /// OpenClaw files, anything else as a `.env` file.
 pub fn scan_file(path: &Path) -> Result<Vec<Literal>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let is_json = path.extension().is_some_and(|e| e == "json" || e == "json5");
+    let cap = if is_json { crate::fsread::JSON_CAP } else { crate::fsread::ENV_CAP };
+    let (bytes, _) = crate::fsread::read_regular(path, cap)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
     if !is_json {
         return Ok(env_literals(path, &crate::dotenv::parse(&text)));
     }
     let label: std::sync::Arc<str> = std::sync::Arc::from(path.display().to_string().as_str());
-    let node = match jsonc::parse(&text, &label) {
-        Ok(n) => n,
-        Err(e) => {
-            // Into a Node, not a serde_json::Value: Node bounds the nesting depth (a deep file
-            // overflowed the daemon's stack) and keeps the key order.
-            let mut n: Node = json5::from_str(&text).map_err(|_| {
-                format!("{} does not parse: {}:{}: {}", path.display(), e.line, e.col, e.message)
-            })?;
-            n.set_file(&label);
-            n
-        }
-    };
+    // Into a Node, not a serde_json::Value: Node bounds the nesting depth (a deep file
+    // overflowed the daemon's stack) and keeps the key order.
+    let node = crate::cache::parse_jsonc_or_json5(&text, &label)
+        .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
     let mut out = settings_literals(path, &node);
     out.extend(openclaw_literals(path, &node));
     Ok(out)
@@ -295,6 +289,7 @@ fn cut_member(text: &str, value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonc;
 
     fn lit(value: &str, edit: Edit) -> Literal {
         Literal {

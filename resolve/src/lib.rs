@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - `jsonc`, `dotenv`: the two parsers whose exact behaviour matters.
-//! - `sources`, `cache`: reading files (the only I/O) and the per-file parse cache.
+//! - `sources`, `cache`, `fsread`: reading files (the only I/O, regular files only, capped) and
+//!   the per-file parse cache.
 //! - `settings`: Qwen Code's settings layers, `$VAR` expansion and merge.
 //! - `envfiles`: the `.env` walk-up and the first-writer-wins environment overlay.
 //! - `qwen`, `openclaw`, `generic`: one resolver per host.
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod config;
 pub mod dotenv;
 pub mod envfiles;
+pub mod fsread;
 pub mod generic;
 pub mod import;
 pub mod jsonc;

@@ -64,6 +64,32 @@ pub fn looks_like_key(value: &str) -> bool {
     !is_name && has_digit && has_alpha && v.len() >= 24
 }
 
+/// The parts of a displayed value (a base URL, a model name, a variable) that look like an API
+/// key pasted where a key does not belong: tokens between URL punctuation and quotes that carry
+/// a known key prefix, or a run of 24 or more letters and digits with both in it. Model names
+/// and hosts are made of short runs (`qwen3-coder-480b-a35b-instruct`) and are not matched.
+pub fn keys_in(text: &str) -> Vec<&str> {
+    const PREFIXES: [&str; 7] = ["sk-", "sk_", "AIza", "eyJ", "gsk_", "hf_", "xai-"];
+    let is_key = |t: &str| {
+        let alnum = t.chars().filter(char::is_ascii_alphanumeric).count();
+        if t.len() < 16 || alnum < 16 {
+            return false;
+        }
+        PREFIXES.iter().any(|p| t.starts_with(p))
+            || t.split(|c: char| !c.is_ascii_alphanumeric()).any(|run| {
+                run.len() >= 24
+                    && run.chars().any(|c| c.is_ascii_digit())
+                    && run.chars().any(|c| c.is_ascii_alphabetic())
+            })
+    };
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(c, '/' | '?' | '&' | '=' | '#' | '@' | ':' | ',' | ';' | '"' | '\'' | '`')
+    })
+    .filter(|t| is_key(t))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +117,28 @@ mod tests {
         assert!(!looks_like_key("https://example.com/v1/abcdef0123456"));
         assert!(is_secret_name("OPENAI_API_KEY"));
         assert!(!is_secret_name("OPENAI_BASE_URL"));
+    }
+
+    #[test]
+    fn keys_in_displayed_values() {
+        assert_eq!(keys_in("sk-0123456789abcdef0123"), ["sk-0123456789abcdef0123"]);
+        assert_eq!(
+            keys_in("https://h.example/v1?api_key=sk-or-v1-0123456789abcdef&x=1"),
+            ["sk-or-v1-0123456789abcdef"]
+        );
+        assert_eq!(
+            keys_in("a7f3c9e1b2d4f6a8c0e2b4d6f8a1c3e5"),
+            ["a7f3c9e1b2d4f6a8c0e2b4d6f8a1c3e5"]
+        );
+        for plain in [
+            "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "qwen3-coder-480b-a35b-instruct",
+            "qwen3-coder-plus-2025-09-23",
+            "meta-llama/Llama-3.1-70B-Instruct",
+            "https://myres.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-08-01-preview",
+            "DASHSCOPE_API_KEY",
+        ] {
+            assert!(keys_in(plain).is_empty(), "{plain}: {:?}", keys_in(plain));
+        }
     }
 }

@@ -135,7 +135,8 @@ impl Shower for KcShower<'_> {
 pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
     let shower = KcShower(p.keychain);
     let mut plan = Plan::default();
-    let mut findings: Vec<Finding> = Vec::new();
+    // Files found but not read (FIFOs, devices, oversized files) come first.
+    let mut findings: Vec<Finding> = src.findings.clone();
 
     // Extra keys: --with and the profile (for every host); `[generic] keys` only for generic
     // commands with neither.
@@ -337,7 +338,11 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
     res.variables =
         p.variables.iter().map(|v| (v.clone(), var_field(&env_view, v, &shower))).collect();
     res.findings = rules::finish(findings, &p.config.silence);
-    redact(&mut res, &known_secrets(src, p));
+    let mut secrets = known_secrets(src, p);
+    secrets.extend(pasted_keys(&res));
+    // Longest first, so a secret that contains another is masked whole.
+    secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    redact(&mut res, &secrets);
     (res, plan)
 }
 
@@ -453,6 +458,24 @@ fn known_secrets(src: &Sources, p: &Params<'_>) -> Vec<String> {
     }
     // Longest first, so a secret that contains another is masked whole.
     out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
+
+/// Keys pasted where no key belongs (a base URL, a model name, a variable that is not
+/// secret-named): displayed values that look like keys ([`mask::keys_in`]).
+fn pasted_keys(res: &Resolution) -> Vec<String> {
+    let fields =
+        [&res.model, &res.base_url].into_iter().chain(res.variables.iter().map(|(_, f)| f));
+    let mut out: Vec<String> = Vec::new();
+    for f in fields {
+        for v in f.value.iter().chain(f.shadowed.iter().filter_map(|s| s.value.as_ref())) {
+            for k in mask::keys_in(v) {
+                if !out.iter().any(|o| o == k) {
+                    out.push(k.to_owned());
+                }
+            }
+        }
+    }
     out
 }
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use qwen_env_proto::CallerContext;
+use qwen_env_proto::{CallerContext, Finding};
 
 use crate::dotenv;
 use crate::jsonc::{Node, ParseError};
@@ -151,6 +151,8 @@ pub struct Sources {
     pub openclaw: OpenClawSources,
     /// Every file and directory whose change can change the resolution (for the watcher).
     pub watched: Vec<PathBuf>,
+    /// Files found but not read (`file-not-regular`, `file-too-large`), as findings.
+    pub findings: Vec<Finding>,
 }
 
 impl Sources {

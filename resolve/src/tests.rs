@@ -776,9 +776,9 @@ fn cache_reuses_and_notices_changes() {
     t.write(".env", "C=1\n");
     let p = t.dir("p/sub");
     let c = t.caller(&p, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY)]);
-    let mut cache = SourceCache::default();
+    let cache = SourceCache::default();
     let _ = cache.load(&c, &t.home);
-    let first = cache.parses;
+    let first = cache.parses();
     // user settings and three .env files; p/.qwen/settings.json is not read from p/sub (the
     // workspace file is not walked up).
     assert_eq!(first, 4);
@@ -807,13 +807,13 @@ fn cache_reuses_and_notices_changes() {
         "warm load + resolve: {per:?} per call (debug_assertions: {})",
         cfg!(debug_assertions)
     );
-    assert_eq!(cache.parses, first, "nothing re-parsed");
+    assert_eq!(cache.parses(), first, "nothing re-parsed");
     // A rewrite with new content is parsed again; the same content is not.
     t.write("p/.env", "A=2\n");
     let src = cache.load(&c, &t.home);
-    assert_eq!(cache.parses, first + 1);
+    assert_eq!(cache.parses(), first + 1);
     assert_eq!(src.qwen.project_env.as_ref().unwrap().entries[0].value, "2");
     std::fs::write(t.home.join("p/.env"), "A=2\n").unwrap();
     let _ = cache.load(&c, &t.home);
-    assert_eq!(cache.parses, first + 1);
+    assert_eq!(cache.parses(), first + 1);
 }

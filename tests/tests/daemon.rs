@@ -159,6 +159,21 @@ fn refuses_clients_of_another_uid() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("sk-secret"));
+    // That client stops at the runtime dir, which is not its own; a raw connection goes on to
+    // the daemon, whose own peer check must refuse it.
+    if !qwen_env_tests::require("python3") {
+        return;
+    }
+    let out = env
+        .command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(5)\ns.connect('{}')\nprint(len(s.recv(64)))",
+            env.daemon_dir().join("sock").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(
         wait_until(Duration::from_secs(5), || env.log().contains("refused a client of uid 65534")),
         "{}",
@@ -182,21 +197,28 @@ fn client_refuses_a_daemon_of_another_uid() {
     }
     let env = TestEnv::new();
     std::fs::create_dir_all(env.daemon_dir()).unwrap();
-    for dir in [env.root.path().to_path_buf(), env.runtime.clone()] {
-        set_mode(&dir, 0o711);
+    set_mode(&env.daemon_dir(), 0o700);
+    // The impostor binds where it may write; root then moves its socket into our private
+    // runtime dir (the client refuses a dir that is not private before connecting, so this
+    // is the only way left for a foreign socket to sit where the daemon's should).
+    let theirs = env.root.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    for dir in [env.root.path().to_path_buf(), theirs.clone()] {
+        set_mode(&dir, 0o777);
     }
-    set_mode(&env.daemon_dir(), 0o777);
+    let their_sock = theirs.join("sock");
     let sock = env.daemon_dir().join("sock");
     let mut impostor = env
         .command("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "python3", "-c"])
         .arg(format!(
             "import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind('{}')\ns.listen(8)\nc,_=s.accept()\ntime.sleep(5)",
-            sock.display()
+            their_sock.display()
         ))
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    assert!(wait_until(Duration::from_secs(5), || their_sock.exists()));
+    std::fs::rename(&their_sock, &sock).unwrap();
     let out = env.run(&["status"]);
     let _ = impostor.kill();
     let _ = impostor.wait();

@@ -1,6 +1,6 @@
 //! `key import [--scrub]` on realistic files, including a keychain that fails mid-import.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use qwen_env_tests::{TestEnv, describe, fingerprint};
 use serde_json::Value;
@@ -13,6 +13,17 @@ const OC: &str = "sk-openclaw00000000000000004";
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
+}
+
+/// The scrub backups under `$XDG_STATE_HOME/qwen-env/backups`, sorted.
+fn backups(env: &TestEnv) -> Vec<PathBuf> {
+    let dir = env.root.path().join("state/qwen-env/backups");
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
 }
 
 fn settings_text() -> String {
@@ -87,12 +98,33 @@ fn import_scrub_moves_every_literal_into_the_keychain() {
     assert_eq!(qwen_env_tests::mode(&proj.join(".env")), 0o600);
     let oc = std::fs::read_to_string(env.home.join(".openclaw/openclaw.json")).unwrap();
     assert!(!oc.contains(OC) && oc.contains("baseUrl"), "{oc}");
-    // Backups hold the originals.
-    assert_eq!(
-        std::fs::read_to_string(env.home.join(".qwen/settings.json.qwen-env.bak")).unwrap(),
-        settings_text()
-    );
-    assert!(std::fs::read_to_string(proj.join(".env.qwen-env.bak")).unwrap().contains(DS));
+    // Backups hold the originals: private, under the state dir, named in the output, and not
+    // beside the files.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let backups = backups(&env);
+    assert_eq!(backups.len(), 3, "{backups:?}");
+    for b in &backups {
+        assert_eq!(qwen_env_tests::mode(b), 0o600, "{}", b.display());
+        assert!(
+            printed.contains(&b.display().to_string()),
+            "{} not printed: {printed}",
+            b.display()
+        );
+    }
+    let text = |name: &str| {
+        let b = backups.iter().find(|b| b.file_name().unwrap().to_str().unwrap().starts_with(name));
+        std::fs::read_to_string(b.unwrap_or_else(|| panic!("no {name} backup"))).unwrap()
+    };
+    assert_eq!(text("settings.json."), settings_text());
+    assert!(text("env.").contains(DS));
+    assert!(text("openclaw.json.").contains(OC));
+    for dir in [&proj, &env.home.join(".qwen"), &env.home.join(".openclaw")] {
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("qwen-env")), "left beside: {names:?}");
+    }
 
     // The next run gets the key from the keychain, and the files no longer raise plaintext-secret.
     let j: Value = serde_json::from_slice(
@@ -150,5 +182,106 @@ $Q daemon stop >/dev/null
         std::fs::read_to_string(proj.join(".env")).unwrap(),
         format!("DASHSCOPE_API_KEY={DS}\n")
     );
-    assert!(!env.home.join(".qwen/settings.json.qwen-env.bak").exists());
+    assert!(backups(&env).is_empty(), "a backup of an untouched file");
+}
+
+/// Planted `.env.qwen-env.bak` and `.env.qwen-env.tmp` symlinks (the names older versions
+/// used) and a planted backup name: nothing is written through any of them, and a second scrub
+/// never overwrites the first one's backup.
+#[test]
+fn scrub_writes_through_no_planted_symlink_and_keeps_every_backup() {
+    let env = TestEnv::new();
+    let proj = env.home.join("proj");
+    write(&proj.join(".env"), &format!("DASHSCOPE_API_KEY={DS}\nLOG=debug\n"));
+    let loot = env.root.path().join("loot");
+    std::fs::create_dir_all(&loot).unwrap();
+    for name in [".env.qwen-env.bak", ".env.qwen-env.tmp"] {
+        std::os::unix::fs::symlink(loot.join(name), proj.join(name)).unwrap();
+    }
+    // The first names this daemon would pick for its temporary file and (for the next seconds)
+    // for the backup are taken by symlinks too.
+    assert!(env.run(&["status"]).status.success());
+    let pid = env.daemon_pid().unwrap();
+    for n in 0..2 {
+        let name = format!("..env.qwen-env-{pid}.{n}.tmp");
+        std::os::unix::fs::symlink(loot.join(&name), proj.join(&name)).unwrap();
+    }
+    let bdir = env.root.path().join("state/qwen-env/backups");
+    std::fs::create_dir_all(&bdir).unwrap();
+    qwen_env_tests::set_mode(&bdir, 0o700);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for secs in now..now + 5 {
+        let name = format!("env.{secs}.0.bak");
+        std::os::unix::fs::symlink(loot.join(&name), bdir.join(&name)).unwrap();
+    }
+    let planted = backups(&env);
+    let out = env.client(&["key", "import", "--scrub"]).current_dir(&proj).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(std::fs::read_to_string(proj.join(".env")).unwrap(), "LOG=debug\n");
+    assert_eq!(
+        std::fs::read_dir(&loot).unwrap().count(),
+        0,
+        "something was written through a link"
+    );
+    let first: Vec<PathBuf> = backups(&env).into_iter().filter(|b| !planted.contains(b)).collect();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(qwen_env_tests::mode(&first[0]), 0o600);
+    let first_text = std::fs::read_to_string(&first[0]).unwrap();
+    assert!(first_text.contains(DS));
+
+    // The key comes back (same value) and is scrubbed again within the same second: a new
+    // backup, the first one intact.
+    write(&proj.join(".env"), &format!("DASHSCOPE_API_KEY={DS}\nLOG=trace\n"));
+    let out = env.client(&["key", "import", "--scrub"]).current_dir(&proj).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let both: Vec<PathBuf> = backups(&env).into_iter().filter(|b| !planted.contains(b)).collect();
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(std::fs::read_to_string(&first[0]).unwrap(), first_text);
+    assert!(both.iter().any(|b| std::fs::read_to_string(b).unwrap().contains("LOG=trace")));
+    assert_eq!(std::fs::read_to_string(proj.join(".env")).unwrap(), "LOG=trace\n");
+    assert_eq!(std::fs::read_dir(&loot).unwrap().count(), 0);
+}
+
+/// A `.env` that is a symlink to the user's own file: the key leaves the real file and the
+/// link stays a link. A symlink to someone else's file is refused, and nothing changes.
+#[test]
+fn a_symlinked_env_is_scrubbed_in_its_target_only_when_the_user_owns_it() {
+    let env = TestEnv::new();
+    let proj = env.home.join("proj");
+    let real = env.home.join("secrets/project.env");
+    write(&real, &format!("DASHSCOPE_API_KEY={DS}\nLOG=debug\n"));
+    qwen_env_tests::set_mode(&real, 0o600);
+    std::fs::create_dir_all(&proj).unwrap();
+    std::os::unix::fs::symlink(&real, proj.join(".env")).unwrap();
+    let out = env.client(&["key", "import", "--scrub"]).current_dir(&proj).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(std::fs::symlink_metadata(proj.join(".env")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "LOG=debug\n");
+    assert_eq!(qwen_env_tests::mode(&real), 0o600);
+    assert_eq!(backups(&env).len(), 1);
+
+    // Someone else's file behind the link (arranging that needs root).
+    if qwen_env_proto::endpoint::euid() != 0 {
+        eprintln!("SKIPPED: the foreign-owner half needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let proj = env.home.join("proj");
+    let theirs = env.root.path().join("theirs/.env");
+    let original = format!("DASHSCOPE_API_KEY={DS}\n");
+    write(&theirs, &original);
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::fs::create_dir_all(&proj).unwrap();
+    std::os::unix::fs::symlink(&theirs, proj.join(".env")).unwrap();
+    let out = env.client(&["key", "import", "--scrub"]).current_dir(&proj).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("belongs to uid 65534") && stdout.contains("by hand"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), original);
+    assert!(std::fs::symlink_metadata(proj.join(".env")).unwrap().file_type().is_symlink());
+    assert!(backups(&env).is_empty());
 }
