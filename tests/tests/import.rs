@@ -285,3 +285,74 @@ fn a_symlinked_env_is_scrubbed_in_its_target_only_when_the_user_owns_it() {
     assert!(std::fs::symlink_metadata(proj.join(".env")).unwrap().file_type().is_symlink());
     assert!(backups(&env).is_empty());
 }
+
+/// The scrub's system calls, traced: backup and temporary file created with `O_EXCL` and
+/// `O_NOFOLLOW`, both synced, the rename, then the directory synced.
+#[test]
+fn scrub_creates_exclusively_and_syncs_file_and_directory() {
+    if !qwen_env_tests::require("strace") {
+        return;
+    }
+    let env = TestEnv::new();
+    let proj = env.home.join("proj");
+    write(&proj.join(".env"), &format!("DASHSCOPE_API_KEY={DS}\nLOG=debug\n"));
+    let trace = env.root.path().join("trace");
+    let mut daemon = env
+        .command("strace")
+        .args(["-f", "-qq", "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2", "-o"])
+        .arg(&trace)
+        .arg(qwen_env_tests::bin("qwen-envd"))
+        .arg("--foreground")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = qwen_env_tests::wait_until(std::time::Duration::from_secs(20), || {
+        env.daemon_dir().join("sock").exists()
+    });
+    let out = env.client(&["key", "import", "--scrub"]).current_dir(&proj).output().unwrap();
+    let _ = env.run(&["daemon", "stop"]);
+    let stopped = qwen_env_tests::wait_until(std::time::Duration::from_secs(10), || {
+        daemon.try_wait().unwrap().is_some()
+    });
+    if !stopped {
+        let _ = daemon.kill();
+    }
+    let _ = daemon.wait();
+    assert!(up, "the traced daemon did not start");
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // `openat(…, "PATH", FLAGS…) = FD` for the first open of a path containing `needle`.
+    let opened = |needle: &str| -> (usize, String, String) {
+        let i = lines
+            .iter()
+            .position(|l| l.contains("openat(") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no openat of {needle}:\n{text}"));
+        let fd = lines[i].rsplit("= ").next().unwrap().split_whitespace().next().unwrap();
+        (i, lines[i].to_owned(), fd.to_owned())
+    };
+    let fsync_after = |from: usize, fd: &str| {
+        lines[from..].iter().position(|l| {
+            (l.contains(&format!("fsync({fd})")) || l.contains(&format!("fdatasync({fd})")))
+                && l.trim_end().ends_with("= 0")
+        })
+    };
+    let bdir = env.root.path().join("state/qwen-env/backups");
+    for needle in [format!("{}/env.", bdir.display()), "..env.qwen-env-".to_owned()] {
+        let (i, line, fd) = opened(&needle);
+        assert!(line.contains("O_EXCL") && line.contains("O_NOFOLLOW"), "{line}");
+        assert!(fsync_after(i, &fd).is_some(), "{needle} was not synced:\n{text}");
+    }
+    let r = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains("..env.qwen-env-"))
+        .unwrap_or_else(|| panic!("no rename:\n{text}"));
+    let dir = format!("\"{}\"", proj.display());
+    let d = r + lines[r..]
+        .iter()
+        .position(|l| l.contains("openat(") && l.contains(&dir))
+        .unwrap_or_else(|| panic!("the directory was not opened after the rename:\n{text}"));
+    let fd = lines[d].rsplit("= ").next().unwrap().split_whitespace().next().unwrap();
+    assert!(fsync_after(d, fd).is_some(), "the directory was not synced:\n{text}");
+}

@@ -163,7 +163,15 @@ fn the_watcher_survives_a_fifo_swapped_in_for_a_watched_file() {
         }),
         "no finding after the swap"
     );
+    // Let the watcher see the swap and hash the FIFO (its debounce is 50 ms); it must not
+    // stick there, holding its lock: the daemon still answers and still stops on SIGTERM.
+    std::thread::sleep(Duration::from_millis(500));
+    explain(&env, &repo);
     assert!(env.run(&["status"]).status.success());
+    let pid = env.daemon_pid().unwrap();
+    // SAFETY: our own daemon's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(env.wait_daemon_gone(Duration::from_secs(2)), "SIGTERM did not end the daemon in 2 s");
 }
 
 /// A client without `XDG_RUNTIME_DIR`, so its runtime dir is the fallback `$TMPDIR/qwen-env-<uid>`
