@@ -75,33 +75,28 @@ impl Resolver {
     pub fn new(config_file: PathBuf, catalog_file: Option<PathBuf>) -> Self {
         let (base_catalog, catalog_error) = match catalog_file {
             None => (Catalog::builtin(), None),
-            Some(path) => {
-                match std::fs::read_to_string(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| Catalog::parse(&t))
-                {
-                    Ok(c) => (c, None),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), cause = %e, "QWEN_ENV_CATALOG does not load; using the built-in catalogue");
-                        let f = Finding {
-                            code: "config-parse-error".to_owned(),
-                            severity: Severity::Warning,
-                            message: format!(
-                                "the endpoint catalogue {} (QWEN_ENV_CATALOG) does not load: {}; the built-in one is in use",
-                                path.display(),
-                                e.trim()
-                            ),
-                            fix: format!(
-                                "fix the TOML in {} (format: README, \"Endpoint catalogue\") and restart the daemon",
-                                path.display()
-                            ),
-                            location: Some(path.display().to_string()),
-                            evidence: None,
-                        };
-                        (Catalog::builtin(), Some(f))
-                    }
+            Some(path) => match read_text(&path).and_then(|t| Catalog::parse(&t)) {
+                Ok(c) => (c, None),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), cause = %e, "QWEN_ENV_CATALOG does not load; using the built-in catalogue");
+                    let f = Finding {
+                        code: "config-parse-error".to_owned(),
+                        severity: Severity::Warning,
+                        message: format!(
+                            "the endpoint catalogue {} (QWEN_ENV_CATALOG) does not load: {}; the built-in one is in use",
+                            path.display(),
+                            e.trim()
+                        ),
+                        fix: format!(
+                            "fix the TOML in {} (format: README, \"Endpoint catalogue\") and restart the daemon",
+                            path.display()
+                        ),
+                        location: Some(path.display().to_string()),
+                        evidence: None,
+                    };
+                    (Catalog::builtin(), Some(f))
                 }
-            }
+            },
         };
         Self {
             cache: SourceCache::default(),
@@ -207,13 +202,13 @@ impl Resolver {
             .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
         if stamp != loaded.stamp {
             loaded.stamp = stamp;
-            match std::fs::read_to_string(&loaded.path) {
+            match read_text(&loaded.path) {
                 Err(_) if stamp.is_none() => {
                     loaded.config = Arc::default();
                     loaded.error = None;
                     loaded.catalog = Arc::new(self.base_catalog.clone());
                 }
-                Err(e) => loaded.error = Some(config_error(&loaded.path, &e.to_string())),
+                Err(e) => loaded.error = Some(config_error(&loaded.path, &e)),
                 Ok(text) => match Config::parse(&text) {
                     Ok(c) => {
                         loaded.catalog =
@@ -233,6 +228,15 @@ impl Resolver {
 }
 
 const NOT_DURABLE: &str = "keychain-not-durable";
+
+/// qwen-env's own files, read as the host tools' are: regular files only, never blocking on a
+/// FIFO or a device, and capped.
+fn read_text(path: &Path) -> Result<String, String> {
+    let (bytes, _) =
+        qwen_env_resolve::fsread::read_regular(path, qwen_env_resolve::fsread::JSON_CAP)
+            .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())
+}
 
 /// No command (`explain`, `doctor`, the prompt hook): the config's `default_command`.
 fn with_default_command<'a>(config: &Config, caller: &'a CallerContext) -> Cow<'a, CallerContext> {
@@ -277,7 +281,9 @@ fn is_users(sources: &Sources, path: &Path) -> bool {
 /// Whether `path` lies inside the working directory's tree while the home does not: a "user"
 /// file that a relative `QWEN_HOME` put into the project.
 fn inside_project(sources: &Sources, path: &Path) -> bool {
-    !sources.cwd_is_home && path.starts_with(&sources.cwd) && !sources.home.starts_with(&sources.cwd)
+    !sources.cwd_is_home
+        && path.starts_with(&sources.cwd)
+        && !sources.home.starts_with(&sources.cwd)
 }
 
 /// The files among `sources` that the project (a cloned repository) controls.
