@@ -10,12 +10,14 @@
 //! - `settings`: Qwen Code's settings layers, `$VAR` expansion and merge.
 //! - `envfiles`: the `.env` walk-up and the first-writer-wins environment overlay.
 //! - `qwen`, `openclaw`, `generic`: one resolver per host.
-//! - `rules`: the static findings; `mask`: how secrets are shown; `config`: our own config.
+//! - `display`: the one field builder, the one finding builder, how secrets are shown.
+//! - `rules`: the static findings; `mask`: masking and fingerprints; `config`: our own config.
 //! - `catalog`: the endpoint catalogue (families, endpoints, detection, where a key may go).
 
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod display;
 pub mod dotenv;
 pub mod envfiles;
 pub mod generic;

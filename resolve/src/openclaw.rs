@@ -10,9 +10,9 @@ use std::sync::LazyLock;
 use qwen_env_proto::{Field, Finding, Severity};
 use regex::Regex;
 
+use crate::display::{Cand, Show, Shower, field, finding};
 use crate::envfiles::{EnvView, Origin};
 use crate::jsonc::{Node, Value};
-use crate::qwen::{Shower, finding};
 use crate::rules;
 use crate::sources::Sources;
 
@@ -26,7 +26,7 @@ static VAR: LazyLock<Regex> =
 
 /// What the resolution decided.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct OpenClawResolution {
     /// auth type, model, base URL, API key.
     pub fields: [Field; 4],
     /// The environment after OpenClaw's merge (and injection).
@@ -74,7 +74,7 @@ pub fn resolve(
     env0: &[(String, String)],
     inject: &[(String, String)],
     shower: &dyn Shower,
-) -> Outcome {
+) -> OpenClawResolution {
     let oc = &src.openclaw;
     let mut findings = Vec::new();
     let mut env = EnvView::from_process(env0);
@@ -150,40 +150,38 @@ pub fn resolve(
     let provider = config.as_ref().and_then(|c| c.path(&["models", "providers", "qwen"]));
 
     // Base URL.
-    let mut base_field = Field::default();
     let base_cfg =
         provider.and_then(|p| p.get("baseUrl")).and_then(Node::as_str).map(|s| subst(s, &env));
-    let base = if let Some(b) = base_cfg.filter(|s| !s.is_empty()) {
-        base_field.source = Some(format!("{label} models.providers.qwen.baseUrl"));
-        b
-    } else {
-        base_field.source = Some("default (qwen provider: Coding Plan intl)".into());
-        DEFAULT_BASE.to_string()
+    let (base, base_source) = match base_cfg.filter(|s| !s.is_empty()) {
+        Some(b) => (b, format!("{label} models.providers.qwen.baseUrl")),
+        None => (DEFAULT_BASE.to_string(), "default (qwen provider: Coding Plan intl)".into()),
     };
-    base_field.value = Some(base.clone());
-    let base_is_default = base_field.source.as_deref().is_some_and(|s| s.starts_with("default"));
+    let base_is_default = base_source.starts_with("default");
+    let (_, base_field) =
+        field(&[Cand::new(base.clone(), base_source, true, Show::Text)], shower, None);
 
     // Model: agents.defaults.model(.primary), `qwen/` prefix stripped.
-    let mut model_field = Field::default();
-    if let Some(c) = &config {
-        let m = c
-            .path(&["agents", "defaults", "model", "primary"])
+    let model = config.as_ref().and_then(|c| {
+        c.path(&["agents", "defaults", "model", "primary"])
             .or_else(|| c.path(&["agents", "defaults", "model"]))
-            .and_then(Node::as_str);
-        if let Some(m) = m {
-            model_field.value = Some(m.strip_prefix("qwen/").unwrap_or(m).to_string());
-            model_field.source = Some(format!("{label} agents.defaults.model"));
-        }
-    }
-    let mut auth_field = Field::default();
+            .and_then(Node::as_str)
+    });
+    let model_cands: Vec<Cand> = model
+        .map(|m| {
+            let m = m.strip_prefix("qwen/").unwrap_or(m);
+            Cand::new(m, format!("{label} agents.defaults.model"), true, Show::Text)
+        })
+        .into_iter()
+        .collect();
+    let (_, model_field) = field(&model_cands, shower, None);
     let api =
         provider.and_then(|p| p.get("api")).and_then(Node::as_str).unwrap_or("openai-completions");
-    auth_field.value = Some(api.to_string());
-    auth_field.source = Some(if provider.and_then(|p| p.get("api")).is_some() {
+    let api_source = if provider.and_then(|p| p.get("api")).is_some() {
         format!("{label} models.providers.qwen.api")
     } else {
         "default (provider qwen)".into()
-    });
+    };
+    let (_, auth_field) = field(&[Cand::new(api, api_source, true, Show::Text)], shower, None);
 
     // Legacy auth profiles abort the run.
     let mut plaintext_files = Vec::new();
@@ -268,31 +266,18 @@ pub fn resolve(
         }
         _ => true,
     });
-    let mut key_field = Field::default();
+    let cands: Vec<Cand> = key_cands
+        .iter()
+        .enumerate()
+        .map(|(i, (v, s, _))| Cand::new(v.clone(), s.clone(), Some(i) == win, Show::Secret))
+        .collect();
+    let (_, key_field) = field(&cands, shower, win.and_then(|w| key_cands[w].2.clone()));
     let mut key = None;
     if let Some(w) = win {
         let (v, s, var) = &key_cands[w];
-        let (m, fp) = shower.show(v);
-        key_field = Field {
-            value: Some(m),
-            source: Some(s.clone()),
-            variable: var.clone(),
-            fingerprint: Some(fp),
-            shadowed: Vec::new(),
-        };
         key = Some(v.clone());
         if let Some(var) = var {
             key_var = Some(var.clone());
-        }
-        for (i, (v, s, _)) in key_cands.iter().enumerate() {
-            if i != w {
-                let (m, fp) = shower.show(v);
-                key_field.shadowed.push(qwen_env_proto::Shadowed {
-                    value: Some(m),
-                    fingerprint: Some(fp),
-                    source: s.clone(),
-                });
-            }
         }
         if v.starts_with("profile:") {
             findings.push(finding(
@@ -351,7 +336,7 @@ pub fn resolve(
         rules::env_file_plaintext(f, &mut plaintext_files, &mut findings);
     }
     rules::permission_rules(&plaintext_files, &mut findings);
-    Outcome {
+    OpenClawResolution {
         fields: [auth_field, model_field, base_field, key_field],
         env,
         key_var,

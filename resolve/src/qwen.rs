@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use qwen_env_proto::{Field, Finding, Severity, Shadowed};
+use qwen_env_proto::{Field, Finding, Severity};
 
+use crate::display::{Cand, Show, Shower, field, finding, present, truthy};
 use crate::envfiles::{EnvView, Origin, allowed};
 use crate::jsonc::{Loc, Node, Value};
-use crate::mask;
 use crate::settings::{self, Layer, Scope, Unresolved};
 use crate::sources::Sources;
 
@@ -148,16 +148,6 @@ pub fn parse_flags(args: &[String]) -> Flags {
     flags
 }
 
-/// `1|true|yes|on`, case-insensitive (`bareMode.ts`).
-pub fn truthy(v: Option<&str>) -> bool {
-    v.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-}
-
-/// `present(x)`: a string whose trim is non-empty (`isValuePresent`).
-pub fn present(v: &str) -> bool {
-    !v.trim().is_empty()
-}
-
 /// The default model for a runtime model (`DEFAULT_MODELS`, 0.24.4).
 pub const DEFAULT_OPENAI_MODEL: &str = "qwen3.7-max";
 /// The OpenAI SDK's default base URL.
@@ -202,7 +192,7 @@ pub enum KeySource {
 
 /// Everything the resolution decided, for `resolve` and the rules.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct QwenResolution {
     /// `--bare` or `QWEN_CODE_SIMPLE`.
     pub bare: bool,
     /// Parsed flags.
@@ -241,64 +231,6 @@ pub struct Outcome {
     pub read_vars: Vec<String>,
     /// Findings decided by the algorithm itself.
     pub findings: Vec<Finding>,
-}
-
-/// Shows secrets: masked value and fingerprint, keychain placeholders through their metadata.
-/// A header value as it goes on the wire: HTTP whitespace at both ends removed.
-pub fn wire_trim(value: &str) -> &str {
-    value.trim_matches([' ', '\t', '\r', '\n'])
-}
-
-pub trait Shower {
-    /// `(masked, fingerprint)` of a secret value.
-    fn show(&self, value: &str) -> (String, String);
-}
-
-/// A finding with the usual fields.
-pub fn finding(
-    code: &str,
-    sev: Severity,
-    message: String,
-    fix: String,
-    loc: Option<String>,
-) -> Finding {
-    Finding { code: code.to_string(), severity: sev, message, fix, location: loc, evidence: None }
-}
-
-struct Cand {
-    value: String,
-    source: String,
-    ok: bool,
-    secret: bool,
-}
-
-fn field(cands: &[Cand], shower: &dyn Shower, variable: Option<String>) -> (Option<usize>, Field) {
-    let win = cands.iter().position(|c| c.ok);
-    let show = |c: &Cand| -> (Option<String>, Option<String>) {
-        if c.secret {
-            // Show the key as it reaches the server: HTTP strips leading and trailing spaces,
-            // tabs, CR and LF from header values (verified by the differential suite).
-            let (m, fp) = shower.show(wire_trim(&c.value));
-            (Some(m), Some(fp))
-        } else {
-            (Some(c.value.clone()), None)
-        }
-    };
-    let mut f = Field::default();
-    if let Some(w) = win {
-        let (v, fp) = show(&cands[w]);
-        f.value = v;
-        f.fingerprint = fp;
-        f.source = Some(cands[w].source.clone());
-        f.variable = variable;
-    }
-    for (i, c) in cands.iter().enumerate() {
-        if Some(i) != win && !c.value.is_empty() {
-            let (v, fp) = show(c);
-            f.shadowed.push(Shadowed { value: v, fingerprint: fp, source: c.source.clone() });
-        }
-    }
-    (win, f)
 }
 
 /// The inputs of one resolution.
@@ -372,7 +304,7 @@ fn workspace_trusted(src: &Sources, pre: &Node) -> bool {
 }
 
 /// Run the algorithm.
-pub fn resolve(inp: &Input<'_>) -> Outcome {
+pub fn resolve(inp: &Input<'_>) -> QwenResolution {
     let src = inp.src;
     let flags = parse_flags(inp.args);
     let mut findings = Vec::new();
@@ -525,7 +457,7 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
             })
             .collect()
     };
-    let settings_cands = |path: &[&str], secret: bool, ok: &dyn Fn(&str) -> bool| -> Vec<Cand> {
+    let settings_cands = |path: &[&str], show: Show, ok: &dyn Fn(&str) -> bool| -> Vec<Cand> {
         layer_vals(path)
             .into_iter()
             .enumerate()
@@ -533,11 +465,11 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
                 ok: i == 0 && ok(&v),
                 source: format!("{loc} {}", path.join(".")),
                 value: v,
-                secret,
+                show,
             })
             .collect()
     };
-    let env_cands = |name: &str, secret: bool, ok: &dyn Fn(&str) -> bool| -> Vec<Cand> {
+    let env_cands = |name: &str, show: Show, ok: &dyn Fn(&str) -> bool| -> Vec<Cand> {
         let w = env.winner(name);
         env.cands(name)
             .iter()
@@ -545,7 +477,7 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
                 ok: w == Some(c) && ok(&c.value),
                 source: c.source(name),
                 value: c.value.clone(),
-                secret,
+                show,
             })
             .collect()
     };
@@ -557,13 +489,15 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
             value: a.clone(),
             source: "flag --auth-type".into(),
             ok: true,
-            secret: false,
+            show: Show::Text,
         });
     }
     if !bare {
-        auth_cands.extend(settings_cands(&["security", "auth", "selectedType"], false, &|v| {
-            !v.is_empty()
-        }));
+        auth_cands.extend(settings_cands(
+            &["security", "auth", "selectedType"],
+            Show::Text,
+            &|v| !v.is_empty(),
+        ));
     }
     let e = |k: &str| env.nonempty(k).is_some();
     let inferred = if e("QWEN_OAUTH") {
@@ -589,13 +523,13 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
             value: t.as_str().into(),
             source: format!("inferred from env {why}"),
             ok: true,
-            secret: false,
+            show: Show::Text,
         });
     }
     let (auth_win, auth_field) = field(&auth_cands, inp.shower, None);
     let auth_str = auth_win.map(|i| auth_cands[i].value.clone());
     let auth = auth_str.as_deref().and_then(AuthType::parse);
-    let mut out = Outcome {
+    let mut out = QwenResolution {
         bare,
         flags: flags.clone(),
         layers: layers.clone(),
@@ -663,13 +597,14 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
             value: m.clone(),
             source: "flag --model".into(),
             ok: !m.is_empty(),
-            secret: false,
+            show: Show::Text,
         });
     }
     let mut settings_model_idx = None;
     if !bare {
-        let mut sc =
-            settings_cands(&["model", "name"], false, &|v| !strip_runtime_prefix(v).is_empty());
+        let mut sc = settings_cands(&["model", "name"], Show::Text, &|v| {
+            !strip_runtime_prefix(v).is_empty()
+        });
         for c in &mut sc {
             c.value = strip_runtime_prefix(&c.value).to_string();
         }
@@ -680,7 +615,7 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
         read_vars.push((*v).to_string());
         // firstEnv: the first variable with a non-empty value.
         let before_ok = model_cands.iter().any(|c| c.ok);
-        let mut cs = env_cands(v, false, &|x| !x.is_empty());
+        let mut cs = env_cands(v, Show::Text, &|x| !x.is_empty());
         if before_ok {
             for c in &mut cs {
                 c.ok = false;
@@ -726,7 +661,7 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
     if let Some(k) = &env_key {
         read_vars.push(k.clone());
         // The provider layer only tests non-empty: whitespace counts (HOST_TOOLS.md 3.5).
-        for c in env_cands(k, true, &|x| !x.is_empty()) {
+        for c in env_cands(k, Show::Header, &|x| !x.is_empty()) {
             key_cands.push(c);
             key_vars.push(Some(k.clone()));
         }
@@ -736,16 +671,16 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
             value: k.clone(),
             source: "flag --openai-api-key".into(),
             ok: present(k),
-            secret: true,
+            show: Show::Header,
         });
         key_vars.push(None);
     }
-    for c in env_cands(key_var, true, &present) {
+    for c in env_cands(key_var, Show::Header, &present) {
         key_cands.push(c);
         key_vars.push(Some(key_var.to_string()));
     }
     if !bare {
-        for c in settings_cands(&["security", "auth", "apiKey"], true, &present) {
+        for c in settings_cands(&["security", "auth", "apiKey"], Show::Header, &present) {
             key_cands.push(c);
             key_vars.push(None);
         }
@@ -795,7 +730,7 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
             value: s.to_string(),
             source: format!("{} {}.baseUrl", b.loc, p.path()),
             ok: !s.is_empty(),
-            secret: false,
+            show: Show::Text,
         });
     }
     if let Some(b) = &flags.base_url {
@@ -803,14 +738,14 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
             value: b.clone(),
             source: "flag --openai-base-url".into(),
             ok: present(b),
-            secret: false,
+            show: Show::Text,
         });
     }
     if let Some(bv) = base_var {
-        base_cands.extend(env_cands(bv, false, &present));
+        base_cands.extend(env_cands(bv, Show::Text, &present));
     }
     if !bare {
-        base_cands.extend(settings_cands(&["security", "auth", "baseUrl"], false, &present));
+        base_cands.extend(settings_cands(&["security", "auth", "baseUrl"], Show::Text, &present));
     }
     let mut seen = false;
     for c in &mut base_cands {
@@ -826,20 +761,20 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
                     value: OPENAI_DEFAULT_BASE.into(),
                     source: "default".into(),
                     ok: true,
-                    secret: false,
+                    show: Show::Text,
                 });
             }
             AuthType::Gemini => base_cands.push(Cand {
                 value: "https://generativelanguage.googleapis.com".into(),
                 source: "default (SDK)".into(),
                 ok: true,
-                secret: false,
+                show: Show::Text,
             }),
             AuthType::VertexAi => base_cands.push(Cand {
                 value: "https://aiplatform.googleapis.com".into(),
                 source: "default (SDK)".into(),
                 ok: true,
-                secret: false,
+                show: Show::Text,
             }),
             AuthType::Anthropic | AuthType::QwenOauth => {}
         }
@@ -862,7 +797,7 @@ pub fn resolve(inp: &Input<'_>) -> Outcome {
                 value: DEFAULT_OPENAI_MODEL.into(),
                 source: "default".into(),
                 ok: true,
-                secret: false,
+                show: Show::Text,
             });
         }
         let (w, f) = field(&model_cands, inp.shower, None);
@@ -1058,13 +993,4 @@ fn validate_providers(merged: &Node, findings: &mut Vec<Finding>) -> Vec<Entry> 
         }
     }
     out
-}
-
-/// A shower that masks and fingerprints plain values (tests, `--as-is`).
-pub struct Plain;
-
-impl Shower for Plain {
-    fn show(&self, value: &str) -> (String, String) {
-        (mask::masked(value), mask::fingerprint(value))
-    }
 }

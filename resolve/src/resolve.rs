@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use qwen_env_proto::{CallerContext, Field, Finding, Resolution, SecretValue, Severity, Shadowed};
+use qwen_env_proto::{CallerContext, Field, Finding, Resolution, SecretValue, Severity};
 
 use crate::config::Config;
+use crate::display::{Cand, Show, Shower, field, finding};
 use crate::envfiles::{EnvView, Origin};
 use crate::mask;
-use crate::qwen::{self, AuthType, KeySource, Shower, finding};
+use crate::qwen::{self, AuthType, KeySource};
 use crate::sources::{Host, Sources};
 use crate::{generic, openclaw, rules};
 
@@ -344,36 +345,22 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
 /// A variable's field: winner, source, shadowed; masked when it looks secret.
 fn var_field(env: &EnvView, name: &str, shower: &dyn Shower) -> Field {
     let secret = mask::is_secret_name(name);
-    let show = |v: &str| -> (Option<String>, Option<String>) {
-        if secret || v.contains(PH) {
-            let (m, fp) = shower.show(v);
-            (Some(m), Some(fp))
-        } else {
-            (Some(v.to_string()), None)
-        }
-    };
-    let mut f = Field::default();
-    let w = env.winner(name);
-    if let Some(c) = w {
-        let (v, fp) = show(&c.value);
-        f.value = v;
-        f.fingerprint = fp;
-        f.source = Some(c.source(name));
-        f.variable = Some(name.to_string());
-    }
-    for c in env.cands(name) {
-        if Some(c) != w && !c.value.is_empty() {
-            let (v, fp) = show(&c.value);
-            f.shadowed.push(Shadowed { value: v, fingerprint: fp, source: c.source(name) });
-        }
-    }
-    f
+    let winner = env.winner(name).map(std::ptr::from_ref);
+    let cands: Vec<Cand> = env
+        .cands(name)
+        .iter()
+        .map(|c| {
+            let show = if secret || c.value.contains(PH) { Show::Secret } else { Show::Text };
+            Cand::new(c.value.clone(), c.source(name), winner == Some(std::ptr::from_ref(c)), show)
+        })
+        .collect();
+    field(&cands, shower, Some(name.to_string())).1
 }
 
 /// `--bare` (HOST_TOOLS.md "Broker recipe"): Qwen Code then reads neither settings nor `.env`,
 /// so the key, base URL and model of the normal resolution are handed over as the protocol's
 /// variables, and the SDK's organisation headers are removed.
-fn bare_plan(out: &qwen::Outcome, user_bare: bool, plan: &mut Plan) {
+fn bare_plan(out: &qwen::QwenResolution, user_bare: bool, plan: &mut Plan) {
     let Some(t) = out.auth else { return };
     if !user_bare {
         plan.extra_args.push("--bare".into());

@@ -3,10 +3,11 @@
 
 use qwen_env_proto::{Finding, Severity};
 
+use crate::display::finding;
 use crate::envfiles::Origin;
 use crate::jsonc::Node;
 use crate::mask;
-use crate::qwen::{AuthType, Outcome, finding};
+use crate::qwen::{AuthType, QwenResolution};
 use crate::settings::Scope;
 use crate::sources::Sources;
 
@@ -270,12 +271,12 @@ fn envkey_is_secret(k: &str) -> bool {
     mask::looks_like_key(k) || k.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_'))
 }
 
-fn settings_loc(o: &Outcome, path: &[&str]) -> Option<(String, Scope)> {
+fn settings_loc(o: &QwenResolution, path: &[&str]) -> Option<(String, Scope)> {
     o.layers.iter().rev().find_map(|l| l.node.path(path).map(|n| (n.loc.to_string(), l.scope)))
 }
 
 /// The Qwen Code rules. `key_plain` is false when the key is a keychain placeholder.
-pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>) {
+pub fn qwen(o: &QwenResolution, src: &Sources, key_plain: bool, out: &mut Vec<Finding>) {
     // unresolved-var-reference
     for u in &o.unresolved {
         let used =
@@ -494,7 +495,7 @@ pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>)
     plaintext_rules(o, src, out);
 }
 
-fn workspace_shadow(o: &Outcome, out: &mut Vec<Finding>) {
+fn workspace_shadow(o: &QwenResolution, out: &mut Vec<Finding>) {
     let Some(ws) = o.layers.iter().find(|l| l.scope == Scope::Workspace) else { return };
     let Some(ws_mp) = ws.node.get("modelProviders").and_then(Node::as_object) else { return };
     for l in o.layers.iter().filter(|l| l.scope < Scope::Workspace) {
@@ -529,7 +530,7 @@ fn workspace_shadow(o: &Outcome, out: &mut Vec<Finding>) {
     }
 }
 
-fn env_rules(o: &Outcome, out: &mut Vec<Finding>) {
+fn env_rules(o: &QwenResolution, out: &mut Vec<Finding>) {
     let sensitive = |name: &str| mask::is_secret_name(name);
     for name in &o.read_vars {
         let cands = o.env.cands(name);
@@ -626,7 +627,7 @@ fn env_rules(o: &Outcome, out: &mut Vec<Finding>) {
     }
 }
 
-fn plaintext_rules(o: &Outcome, src: &Sources, out: &mut Vec<Finding>) {
+fn plaintext_rules(o: &QwenResolution, src: &Sources, out: &mut Vec<Finding>) {
     let mut files_with_secrets: Vec<(String, Option<u32>)> = Vec::new();
     // Settings: env block and security.auth.apiKey.
     for l in &o.layers {
