@@ -123,6 +123,7 @@ impl Resolver {
         };
         let home = caller_home(caller);
         let sources = self.cache.lock().expect("cache lock").load(caller, &home);
+        let catalog = self.config.lock().expect("config lock").catalog.clone();
         let params = Params {
             caller,
             home: &home,
@@ -133,6 +134,7 @@ impl Resolver {
             variables: ask.variables,
             keychain,
             config: &config,
+            catalog: &catalog,
             now: crate::handler::now(),
         };
         let (mut resolution, plan) = qwen_env_resolve::resolve(&sources, &params);

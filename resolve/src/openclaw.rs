@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use qwen_env_proto::{Field, Finding, Severity};
 use regex::Regex;
 
+use crate::catalog::{Catalog, Class};
 use crate::display::{Cand, Show, Shower, field, finding};
 use crate::envfiles::{EnvView, Origin};
 use crate::jsonc::{Node, Value};
@@ -74,6 +75,7 @@ pub fn resolve(
     env0: &[(String, String)],
     inject: &[(String, String)],
     shower: &dyn Shower,
+    catalog: &Catalog,
 ) -> OpenClawResolution {
     let oc = &src.openclaw;
     let mut findings = Vec::new();
@@ -312,16 +314,30 @@ pub fn resolve(
         ));
     }
     let plain_key = key.as_deref().filter(|k| !k.starts_with('\u{1}'));
-    if base_is_default && plain_key.is_some_and(|k| rules::key_kind(k) != rules::KeyKind::Plan) {
+    // The default endpoint takes one kind of key only (a Coding Plan key, in the catalogue).
+    let default_family = catalog.endpoint_family(DEFAULT_BASE).filter(|f| f.class.is_some());
+    let wrong_for_default =
+        |k: &str| default_family.is_some_and(|f| catalog.key_class(k) != f.class);
+    if base_is_default
+        && let Some(k) = plain_key.filter(|k| wrong_for_default(k))
+        && let Some(df) = default_family
+    {
+        let key_fams = catalog.key_families(k);
+        let targets = rules::endpoint_list(key_fams.iter().copied())
+            .or_else(|| rules::endpoint_list(catalog.of_class(Class::PayAsYouGo)))
+            .map_or_else(String::new, |l| format!(" (one of {l})"));
+        let file =
+            if label.is_empty() { "~/.openclaw/openclaw.json".to_string() } else { label.clone() };
         findings.push(finding(
             "openclaw-default-coding-endpoint",
             Severity::Error,
-            format!("no baseUrl is configured for provider qwen, so OpenClaw sends this key to the Coding Plan endpoint {DEFAULT_BASE}; the key is not a plan key (sk-sp-)"),
-            format!("set models.providers.qwen.baseUrl to https://dashscope-intl.aliyuncs.com/compatible-mode/v1 (or your key's region) in {}", if label.is_empty() { "~/.openclaw/openclaw.json".to_string() } else { label.clone() }),
+            format!("no baseUrl is configured for provider qwen, so OpenClaw sends this key to the {} endpoint {DEFAULT_BASE}; the key is not a key of {}", df.name, rules::key_words(&[df])),
+            format!("set models.providers.qwen.baseUrl to the endpoint your key belongs to{targets} in {file}"),
             Some(if label.is_empty() { "models.providers.qwen.baseUrl".to_string() } else { label.clone() }),
         ));
     } else if let Some(k) = plain_key {
         rules::key_endpoint_rules(
+            catalog,
             Some(k),
             key_var.as_deref(),
             key_field.source.as_deref().unwrap_or(""),

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use qwen_env_proto::{CallerContext, Field, Finding, Resolution, SecretValue, Severity};
 
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::display::{Cand, Show, Shower, field, finding};
 use crate::envfiles::{EnvView, Origin};
@@ -53,6 +54,9 @@ pub struct Params<'a> {
     pub keychain: &'a KeychainView,
     /// Our config.
     pub config: &'a Config,
+    /// The endpoint catalogue in force (the base catalogue with the config's `[[family]]`
+    /// tables applied): what the static rules know about hosts, plans and key prefixes.
+    pub catalog: &'a Catalog,
     /// Now (Unix seconds), for `key-age`.
     pub now: u64,
 }
@@ -233,7 +237,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             }
             let key_plain = !matches!(&out.key, Some((v, _)) if v.contains(PH));
             findings.append(&mut out.findings);
-            rules::qwen(&out, src, key_plain, &mut findings);
+            rules::qwen(&out, src, p.catalog, key_plain, &mut findings);
             [res.auth_type, res.model, res.base_url, res.api_key] = out.fields.clone();
             if p.bare && !p.as_is {
                 bare_plan(&out, user_bare, &mut plan);
@@ -247,7 +251,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             loop {
                 let inj: Vec<(String, String)> =
                     inject.iter().map(|n| (n.clone(), ph(n))).collect();
-                out = openclaw::resolve(src, &p.caller.env, &inj, &shower);
+                out = openclaw::resolve(src, &p.caller.env, &inj, &shower, p.catalog);
                 guard += 1;
                 if p.as_is || guard > 4 {
                     break;

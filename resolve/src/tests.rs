@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use qwen_env_proto::{CallerContext, Resolution, Severity};
 
 use crate::mask;
-use crate::{Config, KeyMeta, KeychainView, Params, Plan, SourceCache, resolve};
+use crate::{Catalog, Config, KeyMeta, KeychainView, Params, Plan, SourceCache, resolve};
 
 const DS_KEY: &str = "sk-0123456789abcdef0123456789abcdef";
 const DS_KEY2: &str = "sk-fedcba9876543210fedcba9876543210";
@@ -90,6 +90,7 @@ struct Run<'a> {
     variables: &'a [String],
     keychain: KeychainView,
     config: Config,
+    catalog: Catalog,
 }
 
 impl Default for Run<'_> {
@@ -102,6 +103,7 @@ impl Default for Run<'_> {
             variables: &[],
             keychain: KeychainView::default(),
             config: Config::default(),
+            catalog: Catalog::builtin(),
         }
     }
 }
@@ -118,6 +120,7 @@ fn go(t: &Tree, caller: &CallerContext, r: &Run<'_>) -> (Resolution, Plan) {
         variables: r.variables,
         keychain: &r.keychain,
         config: &r.config,
+        catalog: &r.catalog,
         now: 2_000,
     };
     let out = resolve(&src, &p);
@@ -742,6 +745,7 @@ fn key_age_and_silence() {
         variables: &[],
         keychain: &r.keychain,
         config: &r.config,
+        catalog: &r.catalog,
         now: 10 * 86_400,
     };
     let (res, _) = resolve(&src, &params);
@@ -784,6 +788,7 @@ fn cache_reuses_and_notices_changes() {
     assert_eq!(first, 4);
     let keychain = KeychainView::default();
     let config = Config::default();
+    let catalog = Catalog::builtin();
     let params = Params {
         caller: &c,
         home: &t.home,
@@ -794,6 +799,7 @@ fn cache_reuses_and_notices_changes() {
         variables: &[],
         keychain: &keychain,
         config: &config,
+        catalog: &catalog,
         now: 0,
     };
     let n = 200;
@@ -816,4 +822,61 @@ fn cache_reuses_and_notices_changes() {
     std::fs::write(t.home.join("p/.env"), "A=2\n").unwrap();
     let _ = cache.load(&c, &t.home);
     assert_eq!(cache.parses, first + 1);
+}
+
+const GATEWAY: &str = "https://llm-gateway.corp.example/plan/v1";
+const CORP_FAMILY: &str = "[[family]]\nid = \"corp-plan\"\nname = \"Corp coding plan\"\nkey_prefixes = [\"sk-sp-\"]\nclass = \"plan\"\n[[family.endpoint]]\nregion = \"corp\"\nbase_url = \"https://llm-gateway.corp.example/plan/v1\"\n";
+
+#[test]
+fn a_config_family_changes_what_the_static_rules_say() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    t.write(".qwen/settings.json", &provider_settings("m", "DASHSCOPE_API_KEY", GATEWAY));
+    let c = t.caller(&p, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let mismatch = |r: &Resolution| {
+        r.findings.iter().find(|f| f.code == "key-endpoint-class-mismatch").cloned()
+    };
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(mismatch(&r).is_none(), "an unknown host says nothing: {:?}", r.findings);
+    let config = Config::parse(CORP_FAMILY).unwrap();
+    let with_corp =
+        || Run { catalog: Catalog::builtin().with_overrides(&config.family), ..Run::default() };
+    let (r, _) = go(&t, &c, &with_corp());
+    let f = mismatch(&r).expect("the config's family makes the gateway a plan endpoint");
+    assert!(f.message.contains("on an endpoint of Corp coding plan"), "{f:?}");
+    assert!(f.message.contains("Alibaba Model Studio (pay-as-you-go)"), "{f:?}");
+    assert!(f.fix.contains(INTL), "the fix names the key's own endpoints: {f:?}");
+    // OpenClaw's rules read the same catalogue.
+    t.write(
+        ".openclaw/openclaw.json",
+        &format!("{{ models: {{ providers: {{ qwen: {{ baseUrl: '{GATEWAY}' }} }} }} }}"),
+    );
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(mismatch(&r).is_none(), "{:?}", r.findings);
+    let (r, _) = go(&t, &c, &with_corp());
+    assert!(mismatch(&r).is_some(), "{:?}", r.findings);
+}
+
+#[test]
+fn one_plans_key_variable_on_the_other_plans_endpoint() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let coding = "https://coding-intl.dashscope.aliyuncs.com/v1";
+    t.write(".qwen/settings.json", &provider_settings("m", "BAILIAN_TOKEN_PLAN_API_KEY", coding));
+    let c =
+        t.caller(&p, &["qwen"], &[("BAILIAN_TOKEN_PLAN_API_KEY", "sk-sp-planplanplanplan1234")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    let f = r.findings.iter().find(|f| f.code == "key-endpoint-class-mismatch").unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message.contains("Alibaba Token Plan") && f.message.contains("Alibaba Coding Plan"),
+        "{f:?}"
+    );
+    // The right variable on that endpoint is fine.
+    t.write(".qwen/settings.json", &provider_settings("m", "BAILIAN_CODING_PLAN_API_KEY", coding));
+    let c =
+        t.caller(&p, &["qwen"], &[("BAILIAN_CODING_PLAN_API_KEY", "sk-sp-planplanplanplan1234")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(serious(&r).is_empty(), "{:?}", r.findings);
 }
