@@ -11,6 +11,8 @@
 //! - `envfiles`: the `.env` walk-up and the first-writer-wins environment overlay.
 //! - `qwen`, `openclaw`, `generic`: one resolver per host.
 //! - `display`: the one field builder, the one finding builder, how secrets are shown.
+//! - `secrets`: the one scanner for literal keys in files (`doctor`, `key import`, masking).
+//! - `import`: `key import`'s literals and the scrubbing of files.
 //! - `rules`: the static findings; `mask`: masking and fingerprints; `config`: our own config.
 //! - `catalog`: the endpoint catalogue (families, endpoints, detection, where a key may go).
 
@@ -28,6 +30,7 @@ pub mod openclaw;
 pub mod qwen;
 mod resolve;
 pub mod rules;
+pub mod secrets;
 pub mod settings;
 pub mod sources;
 

@@ -29,8 +29,8 @@ pub fn masked(secret: &str) -> String {
     }
 }
 
-/// Whether a variable name looks like it carries a secret (for `explain VAR` and the
-/// plaintext rules): `*_KEY`, `*_TOKEN`, `*_SECRET`, `*PASSWORD*`.
+/// Whether a variable name looks like it carries a secret (for `explain VAR`, the secrets
+/// scanner and the masking of displayed values): `*_KEY`, `*_TOKEN`, `*_SECRET`, `*PASSWORD*`.
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
     n.ends_with("_KEY")
@@ -39,29 +39,6 @@ pub fn is_secret_name(name: &str) -> bool {
         || n.ends_with("_TOKEN")
         || n.ends_with("_SECRET")
         || n.contains("PASSWORD")
-}
-
-/// Whether `name=value` (in a `.env` file or a settings `env` block) holds a literal key: a
-/// secret-looking name with a real value, or a value that looks like a key. `$VAR` references
-/// are not literals.
-pub fn is_literal_key(name: &str, value: &str) -> bool {
-    !value.contains('$') && (is_secret_name(name) && value.len() >= 8 || looks_like_key(value))
-}
-
-/// Whether a value looks like an API key rather than a name, a URL or a placeholder.
-pub fn looks_like_key(value: &str) -> bool {
-    let v = value.trim();
-    if v.len() < 16 || v.contains("://") || v.contains(char::is_whitespace) {
-        return false;
-    }
-    if v.starts_with("sk-") || v.starts_with("sk_") || v.starts_with("AIza") {
-        return true;
-    }
-    // Long mixed strings with digits are keys; env-var names are upper case, digits and `_`.
-    let is_name = v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    let has_digit = v.chars().any(|c| c.is_ascii_digit());
-    let has_alpha = v.chars().any(|c| c.is_ascii_alphabetic());
-    !is_name && has_digit && has_alpha && v.len() >= 24
 }
 
 #[cfg(test)]
@@ -84,11 +61,7 @@ mod tests {
     }
 
     #[test]
-    fn key_shapes() {
-        assert!(looks_like_key("sk-0123456789abcdef0123456789abcdef"));
-        assert!(looks_like_key("sk-or-v1-0123456789abcdef"));
-        assert!(!looks_like_key("DASHSCOPE_API_KEY"));
-        assert!(!looks_like_key("https://example.com/v1/abcdef0123456"));
+    fn secret_names() {
         assert!(is_secret_name("OPENAI_API_KEY"));
         assert!(!is_secret_name("OPENAI_BASE_URL"));
     }

@@ -15,6 +15,7 @@ use crate::display::{Cand, Show, Shower, field, finding};
 use crate::envfiles::{EnvView, Origin};
 use crate::jsonc::{Node, Value};
 use crate::rules;
+use crate::secrets;
 use crate::sources::Sources;
 
 /// OpenClaw's qwen env keys, in order.
@@ -186,7 +187,6 @@ pub fn resolve(
     let (_, auth_field) = field(&[Cand::new(api, api_source, true, Show::Text)], shower, None);
 
     // Legacy auth profiles abort the run.
-    let mut plaintext_files = Vec::new();
     for f in &oc.legacy_auth_profiles {
         findings.push(finding(
             "openclaw-legacy-auth-profiles",
@@ -195,22 +195,6 @@ pub fn resolve(
             "run: openclaw doctor --fix".into(),
             Some(f.label.to_string()),
         ));
-        if let Ok(n) = &f.parsed
-            && let Some(profiles) = n.get("profiles").and_then(Node::as_object)
-            && profiles.iter().any(|(_, p)| p.get("key").or_else(|| p.get("apiKey")).is_some())
-        {
-            findings.push(finding(
-                "plaintext-secret",
-                Severity::Warning,
-                format!("{} holds keys in plaintext", f.label),
-                format!(
-                    "qwen-env key set QWEN_API_KEY, then run openclaw doctor --fix and delete {}",
-                    f.label
-                ),
-                Some(f.label.to_string()),
-            ));
-            plaintext_files.push((f.label.to_string(), f.mode));
-        }
     }
     if let Some(db) = &oc.sqlite_store {
         findings.push(finding(
@@ -276,7 +260,7 @@ pub fn resolve(
     let (_, key_field) = field(&cands, shower, win.and_then(|w| key_cands[w].2.clone()));
     let mut key = None;
     if let Some(w) = win {
-        let (v, s, var) = &key_cands[w];
+        let (v, _, var) = &key_cands[w];
         key = Some(v.clone());
         if let Some(var) = var {
             key_var = Some(var.clone());
@@ -289,20 +273,6 @@ pub fn resolve(
                 format!("set \"apiKey\" to the exact profile id (e.g. \"qwen:default\") or remove it and use QWEN_API_KEY, in {label}"),
                 cfg_key.map(|n| n.loc.to_string()),
             ));
-        }
-        if s.contains("models.providers")
-            && !v.starts_with("profile:")
-            && matches!(cfg_key.map(|n| &n.value), Some(Value::String(_)))
-            && !cfg_key.and_then(Node::as_str).is_some_and(|x| x.contains("${"))
-        {
-            findings.push(finding(
-                "plaintext-secret",
-                Severity::Warning,
-                format!("a literal key in {label} models.providers.qwen.apiKey"),
-                format!("qwen-env key import --scrub (stores it as QWEN_API_KEY in the keychain and removes apiKey from {label})"),
-                Some(label.clone()),
-            ));
-            plaintext_files.push((label.clone(), oc.config.as_ref().and_then(|f| f.mode)));
         }
     } else {
         findings.push(finding(
@@ -348,10 +318,7 @@ pub fn resolve(
         );
     }
     rules::base_url_rules(&base, base_field.source.as_deref().unwrap_or(""), &mut findings);
-    for f in oc.cwd_env.iter().chain(oc.state_env.iter()) {
-        rules::env_file_plaintext(f, &mut plaintext_files, &mut findings);
-    }
-    rules::permission_rules(&plaintext_files, &mut findings);
+    rules::plaintext(&secrets::openclaw(src), &mut findings);
     OpenClawResolution {
         fields: [auth_field, model_field, base_field, key_field],
         env,

@@ -716,7 +716,7 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
         let is_name = |v: &str| {
             v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !crate::mask::looks_like_key(v)
+                && !crate::secrets::looks_like_key(v)
         };
         key_field.variable = out.key_var.clone().filter(|v| is_name(v));
     }

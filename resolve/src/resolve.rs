@@ -13,7 +13,7 @@ use crate::envfiles::{EnvView, Origin};
 use crate::mask;
 use crate::qwen::{self, AuthType, KeySource};
 use crate::sources::{Host, Sources};
-use crate::{generic, openclaw, rules};
+use crate::{generic, openclaw, rules, secrets};
 
 /// Non-secret view of what the OS keychain holds (the daemon fills it from its metadata).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -342,7 +342,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
     res.variables =
         p.variables.iter().map(|v| (v.clone(), var_field(&env_view, v, &shower))).collect();
     res.findings = rules::finish(findings, &p.config.silence);
-    redact(&mut res, &known_secrets(src, p));
+    redact(&mut res, &secrets::known_values(src, &p.caller.env));
     (res, plan)
 }
 
@@ -410,41 +410,6 @@ fn bare_plan(out: &qwen::QwenResolution, user_bare: bool, plan: &mut Plan) {
         None => {}
     }
     plan.unset.extend(["OPENAI_ORG_ID".to_string(), "OPENAI_PROJECT_ID".to_string()]);
-}
-
-/// Every secret value the sources hold in plain text: values of secret-named variables in the
-/// caller's environment, the `.env` files and the settings `env` blocks.
-fn known_secrets(src: &Sources, p: &Params<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |name: &str, value: &str| {
-        if mask::is_secret_name(name) && value.len() >= 8 && !out.iter().any(|v| v == value) {
-            out.push(value.to_owned());
-        }
-    };
-    for (k, v) in &p.caller.env {
-        add(k, v);
-    }
-    let q = &src.qwen;
-    let oc = &src.openclaw;
-    for f in q.project_env.iter().chain(&q.home_envs).chain(&oc.cwd_env).chain(&oc.state_env) {
-        for e in &f.entries {
-            add(&e.key, &e.value);
-        }
-    }
-    for f in [&q.system_defaults, &q.user, &q.workspace, &q.system].into_iter().flatten() {
-        if let Ok(node) = &f.parsed
-            && let Some(env) = node.get("env").and_then(crate::jsonc::Node::as_object)
-        {
-            for (k, v) in env {
-                if let Some(s) = v.as_str() {
-                    add(k, s);
-                }
-            }
-        }
-    }
-    // Longest first, so a secret that contains another is masked whole.
-    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    out
 }
 
 /// Masks any known secret that reached a displayed value through `$VAR` expansion (a model

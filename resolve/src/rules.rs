@@ -9,6 +9,7 @@ use crate::envfiles::Origin;
 use crate::jsonc::Node;
 use crate::mask;
 use crate::qwen::{AuthType, QwenResolution};
+use crate::secrets::{self, FileKind, Hit, Place};
 use crate::settings::Scope;
 use crate::sources::Sources;
 
@@ -210,7 +211,7 @@ const UNREAD: &[(&str, &str)] = &[
 
 /// An `envKey` that is not a variable name (a key pasted in its place).
 fn envkey_is_secret(k: &str) -> bool {
-    mask::looks_like_key(k) || k.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+    secrets::looks_like_key(k) || k.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_'))
 }
 
 fn settings_loc(o: &QwenResolution, path: &[&str]) -> Option<(String, Scope)> {
@@ -440,7 +441,7 @@ pub fn qwen(
     }
 
     env_rules(o, catalog, out);
-    plaintext_rules(o, src, out);
+    plaintext(&secrets::qwen(src), out);
 }
 
 fn workspace_shadow(o: &QwenResolution, out: &mut Vec<Finding>) {
@@ -577,76 +578,51 @@ fn env_rules(o: &QwenResolution, catalog: &Catalog, out: &mut Vec<Finding>) {
     }
 }
 
-fn plaintext_rules(o: &QwenResolution, src: &Sources, out: &mut Vec<Finding>) {
-    let mut files_with_secrets: Vec<(String, Option<u32>)> = Vec::new();
-    // Settings: env block and security.auth.apiKey.
-    for l in &o.layers {
-        let Ok(raw) = &l.file.parsed else { continue };
-        let mut hits: Vec<(String, String)> = Vec::new();
-        if let Some(env) = raw.get("env").and_then(Node::as_object) {
-            for (k, v) in env {
-                if let Some(s) = v.as_str()
-                    && mask::is_literal_key(k, s)
-                {
-                    hits.push((format!("env.{k}"), v.loc.to_string()));
-                }
-            }
-        }
-        if let Some(v) = raw.path(&["security", "auth", "apiKey"])
-            && let Some(s) = v.as_str()
-            && !s.contains('$')
-            && !s.is_empty()
-        {
-            hits.push(("security.auth.apiKey".into(), v.loc.to_string()));
-        }
-        for (path, loc) in &hits {
-            let name = path.strip_prefix("env.").unwrap_or("OPENAI_API_KEY");
-            out.push(finding(
-                "plaintext-secret",
-                Severity::Warning,
-                format!("a literal key in {path} ({} settings)", l.scope.name()),
-                format!("qwen-env key import --scrub (stores it as {name} in the keychain and removes {path} from {})", l.file.label),
-                Some(loc.clone()),
-            ));
-        }
-        if !hits.is_empty() {
-            files_with_secrets.push((l.file.label.to_string(), l.file.mode));
-        }
-    }
-    let env_files = src.qwen.project_env.iter().chain(src.qwen.home_envs.iter());
-    for f in env_files {
-        env_file_plaintext(f, &mut files_with_secrets, out);
-    }
-    permission_rules(&files_with_secrets, out);
-}
-
-/// `plaintext-secret` for each literal key in a `.env` file; records the file when it has any.
-pub fn env_file_plaintext(
-    f: &crate::sources::EnvFile,
-    files_with_secrets: &mut Vec<(String, Option<u32>)>,
-    out: &mut Vec<Finding>,
-) {
-    let mut any = false;
-    for e in f.entries.iter().filter(|e| mask::is_literal_key(&e.key, &e.value)) {
-        any = true;
-        out.push(finding(
-            "plaintext-secret",
-            Severity::Warning,
-            format!("a literal key {} in {}", e.key, f.label),
-            format!(
-                "qwen-env key import --scrub (stores {} in the keychain and deletes line {} of {})",
-                e.key, e.line, f.label
+/// `plaintext-secret` for each literal the secrets scanner found, then
+/// `secret-file-permissions` for the files holding them.
+pub fn plaintext(hits: &[Hit], out: &mut Vec<Finding>) {
+    let mut files: Vec<(String, Option<u32>)> = Vec::new();
+    for h in hits {
+        let (label, name) = (&h.label, &h.name);
+        let (message, fix) = match (&h.place, h.kind) {
+            (Place::Line(line), _) => (
+                format!("a literal key {name} in {label}"),
+                format!(
+                    "qwen-env key import --scrub (stores {name} in the keychain and deletes line {line} of {label})"
+                ),
             ),
-            Some(format!("{}:{}", f.label, e.line)),
-        ));
+            (Place::Member { path, .. }, FileKind::Settings(scope)) => (
+                match scope {
+                    Some(scope) => format!("a literal key in {path} ({} settings)", scope.name()),
+                    None => format!("a literal key in {path} ({label})"),
+                },
+                format!(
+                    "qwen-env key import --scrub (stores it as {name} in the keychain and removes {path} from {label})"
+                ),
+            ),
+            (Place::Member { path, .. }, FileKind::OpenClawProfiles) => (
+                format!("a literal key in {label} {path}"),
+                format!(
+                    "qwen-env key import (stores it as {name} in the keychain), then run openclaw doctor --fix and delete {label}"
+                ),
+            ),
+            (Place::Member { path, .. }, FileKind::OpenClawConfig | FileKind::DotEnv) => (
+                format!("a literal key in {label} {path}"),
+                format!(
+                    "qwen-env key import --scrub (stores it as {name} in the keychain and removes {path} from {label})"
+                ),
+            ),
+        };
+        out.push(finding("plaintext-secret", Severity::Warning, message, fix, Some(h.position())));
+        if !files.iter().any(|(l, _)| **l == **label) {
+            files.push((label.to_string(), h.mode));
+        }
     }
-    if any {
-        files_with_secrets.push((f.label.to_string(), f.mode));
-    }
+    permission_rules(&files, out);
 }
 
 /// `secret-file-permissions` for files that hold a secret.
-pub fn permission_rules(files: &[(String, Option<u32>)], out: &mut Vec<Finding>) {
+fn permission_rules(files: &[(String, Option<u32>)], out: &mut Vec<Finding>) {
     for (label, mode) in files {
         if let Some(m) = mode
             && m & 0o077 != 0

@@ -880,3 +880,87 @@ fn one_plans_key_variable_on_the_other_plans_endpoint() {
     let (r, _) = go(&t, &c, &Run::default());
     assert!(serious(&r).is_empty(), "{:?}", r.findings);
 }
+
+/// `key import` and `doctor` take their literals from the one scanner: whatever import would
+/// take from a tool's files, that tool's doctor reports, at the same place.
+#[test]
+fn every_literal_key_import_takes_is_reported_by_doctor() {
+    let t = Tree::new();
+    let p = t.dir("work/p");
+    // Qwen Code: user settings (env block and security.auth.apiKey), an untrusted workspace's
+    // settings (folder trust on), the project .env and ~/.env.
+    t.write(
+        ".qwen/settings.json",
+        &format!(
+            r#"{{ "security": {{ "folderTrust": {{ "enabled": true }}, "auth": {{ "selectedType": "openai", "apiKey": "sk-apikey000000000000000003" }} }},
+                 "env": {{ "OPENROUTER_API_KEY": "sk-or-v1-routerrouter9876", "EDITOR": "vi" }},
+                 "modelProviders": {{ "openai": [ {{ "id": "m", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}" }} ] }},
+                 "model": {{ "name": "m" }} }}"#
+        ),
+    );
+    t.write(
+        "work/p/.qwen/settings.json",
+        r#"{ "env": { "MY_TOKEN": "tok-0123456789abcdef0123456789" } }"#,
+    );
+    t.write("work/p/.env", &format!("# keys\nDASHSCOPE_API_KEY={DS_KEY}\nLOG=debug\n"));
+    t.write(".env", "OTHER_SECRET=hunter2hunter2\n");
+    // OpenClaw: a qwen apiKey that an env key outranks (doctor used to stay silent about it),
+    // another provider's key, an env.vars key, its .env and a legacy auth-profiles file.
+    t.write(
+        ".openclaw/openclaw.json",
+        &format!(
+            "{{ env: {{ vars: {{ MOONSHOT_API_KEY: 'sk-moonmoonmoonmoon0001' }} }},\n models: {{ providers: {{ qwen: {{ baseUrl: '{INTL}', apiKey: 'sk-openclaw00000000000000004' }},\n openrouter: {{ apiKey: 'sk-or-v1-openclawrouter0005' }} }} }} }}"
+        ),
+    );
+    t.write(".openclaw/.env", &format!("QWEN_API_KEY={DS_KEY2}\n"));
+    t.write(
+        ".openclaw/agents/main/agent/auth-profiles.json",
+        r#"{ "profiles": { "qwen:default": { "provider": "qwen", "key": "sk-legacy000000000000000006" } } }"#,
+    );
+
+    for (argv, env) in [(["qwen"], &[][..]), (["openclaw"], &[("QWEN_API_KEY", DS_KEY)][..])] {
+        let c = t.caller(&p, &argv, env);
+        let src = SourceCache::default().load(&c, &t.home);
+        let qwen_files: Vec<PathBuf> = {
+            let q = &src.qwen;
+            let settings = [&q.system_defaults, &q.user, &q.workspace, &q.system];
+            settings
+                .into_iter()
+                .flatten()
+                .map(|f| f.path.clone())
+                .chain(q.project_env.iter().chain(&q.home_envs).map(|f| f.path.clone()))
+        }
+        .collect();
+        let oc_files: Vec<PathBuf> = {
+            let o = &src.openclaw;
+            o.config
+                .iter()
+                .chain(&o.legacy_auth_profiles)
+                .map(|f| f.path.clone())
+                .chain(o.cwd_env.iter().chain(&o.state_env).map(|f| f.path.clone()))
+        }
+        .collect();
+        let tool_files = if argv[0] == "qwen" { &qwen_files } else { &oc_files };
+        let literals: Vec<_> = crate::import::scan(&src)
+            .into_iter()
+            .filter(|l| tool_files.contains(&l.file))
+            .collect();
+        assert!(literals.len() >= 4, "{}: the tree holds literals: {literals:?}", argv[0]);
+        let (r, _) = go(&t, &c, &Run { as_is: false, ..Run::default() });
+        let plaintext: Vec<_> =
+            r.findings.iter().filter(|f| f.code == "plaintext-secret").collect();
+        for lit in &literals {
+            // `file:line`, or `position key.path` for a JSON member.
+            let (at, what) = lit.location.split_once(' ').unwrap_or((&lit.location, &lit.name));
+            assert!(
+                plaintext
+                    .iter()
+                    .any(|f| f.location.as_deref() == Some(at) && f.message.contains(what)),
+                "{}: key import takes {} ({}) but doctor does not report it: {plaintext:#?}",
+                argv[0],
+                lit.name,
+                lit.location
+            );
+        }
+    }
+}
