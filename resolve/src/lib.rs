@@ -9,7 +9,7 @@
 //! - `sources`, `cache`: reading files (the only I/O) and the per-file parse cache.
 //! - `settings`: Qwen Code's settings layers, `$VAR` expansion and merge.
 //! - `envfiles`: the `.env` walk-up and the first-writer-wins environment overlay.
-//! - `qwen`, `openclaw`, `generic`: one resolver per host.
+//! - `qwen` (one file per step group), `openclaw`, `generic`: one resolver per host.
 //! - `display`: the one field builder, the one finding builder, how secrets are shown.
 //! - `secrets`: the one scanner for literal keys in files (`doctor`, `key import`, masking).
 //! - `import`: `key import`'s literals and the scrubbing of files.
