@@ -107,6 +107,12 @@ impl KeyRef {
 
 const PH: char = '\u{1}';
 
+#[cfg(test)]
+thread_local! {
+    /// How many times `qwen::resolve` ran on this thread (tests check the injection loop).
+    pub(crate) static QWEN_RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 /// The value a keychain entry has inside the resolver: a placeholder naming the entry and its
 /// fingerprint (the resolver never sees the secret; the daemon injects it).
 pub fn keychain_placeholder(name: &str, meta: &KeyMeta) -> String {
@@ -191,16 +197,29 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
                 all_args
             };
             // One resolution with the given keychain entries injected as process environment.
-            let run = |inject: &[String]| {
+            // `qwen::resolve` is pure and the order of injections does not matter (each names
+            // another variable), so a set of injections already resolved is not resolved again:
+            // dropping a key that did not help returns to a resolution made before.
+            let mut seen: Vec<(Vec<String>, qwen::QwenResolution)> = Vec::new();
+            let mut run = |inject: &[String]| -> qwen::QwenResolution {
+                let mut set = inject.to_vec();
+                set.sort();
+                if let Some((_, r)) = seen.iter().find(|(s, _)| *s == set) {
+                    return r.clone();
+                }
                 let inj: Vec<(String, String, String)> =
                     inject.iter().map(|n| (n.clone(), ph(n), n.clone())).collect();
-                qwen::resolve(&qwen::Input {
+                #[cfg(test)]
+                QWEN_RUNS.with(|n| n.set(n.get() + 1));
+                let r = qwen::resolve(&qwen::Input {
                     src,
                     env0: &p.caller.env,
                     args,
                     inject: &inj,
                     shower: &shower,
-                })
+                });
+                seen.push((set, r.clone()));
+                r
             };
             let mut out;
             let mut guard = 0;

@@ -964,3 +964,45 @@ fn every_literal_key_import_takes_is_reported_by_doctor() {
         }
     }
 }
+
+/// How many times `qwen::resolve` runs for one `resolve` call.
+fn runs(t: &Tree, c: &CallerContext, r: &Run<'_>) -> (u32, Plan) {
+    crate::resolve::QWEN_RUNS.with(|n| n.set(0));
+    let (_, plan) = go(t, c, r);
+    (crate::resolve::QWEN_RUNS.with(std::cell::Cell::get), plan)
+}
+
+#[test]
+fn the_keychain_overlay_resolves_at_most_twice_unless_a_key_completes_the_triple() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let injected = |plan: &Plan| -> Vec<String> {
+        plan.inject_as.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    };
+    // As is: once.
+    let c = t.caller(&p, &["qwen"], &[]);
+    let keychain = kc(&[("OPENAI_API_KEY", DS_KEY)]);
+    assert_eq!(runs(&t, &c, &Run { keychain: keychain.clone(), ..Run::default() }).0, 1);
+    // No auth type, and the keychain's OPENAI_API_KEY does not complete the triple: tried once,
+    // then dropped again (the resolution without it is reused, not redone).
+    let (n, plan) = runs(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!((n, injected(&plan)), (2, Vec::<String>::new()));
+    // An auth type and a provider envKey: as is, then with the key.
+    t.write(".qwen/settings.json", &provider_settings("m", "DASHSCOPE_API_KEY", INTL));
+    let keychain = kc(&[("DASHSCOPE_API_KEY", DS_KEY), ("OPENAI_API_KEY", DS_KEY2)]);
+    let (n, plan) =
+        runs(&t, &c, &Run { as_is: false, keychain: keychain.clone(), ..Run::default() });
+    assert_eq!((n, injected(&plan)), (2, vec!["DASHSCOPE_API_KEY".to_string()]));
+    // The one chain that needs a third: the keychain's OPENAI_API_KEY completes the inference
+    // triple, and only then does a provider entry name the variable the key is read from.
+    t.write(
+        ".qwen/settings.json",
+        &format!(
+            r#"{{ "modelProviders": {{ "openai": [ {{ "id": "m", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}" }} ] }} }}"#
+        ),
+    );
+    let c = t.caller(&p, &["qwen"], &[("OPENAI_MODEL", "m"), ("OPENAI_BASE_URL", INTL)]);
+    let (n, plan) = runs(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!(n, 3);
+    assert_eq!(injected(&plan), ["OPENAI_API_KEY", "DASHSCOPE_API_KEY"]);
+}
