@@ -82,12 +82,7 @@ fn is_providers_endpoint(catalog: &Catalog, base: &str, key: &Key<'_>) -> bool {
 
 /// Plain `http` carries the key in the clear: only to this machine.
 pub fn may_travel(base: &str) -> bool {
-    Url::parse(base).is_some_and(|u| u.scheme == "https" || is_loopback(&u))
-}
-
-fn is_loopback(u: &Url) -> bool {
-    // `Url` folds `localhost`, `127.0.0.1` and `::1` into one spelling.
-    u.host == "127.0.0.1" || u.host.starts_with("127.")
+    Url::parse(base).is_some_and(|u| u.scheme() == "https" || u.is_local())
 }
 
 /// The finding code of a refused destination.

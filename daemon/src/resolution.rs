@@ -129,8 +129,11 @@ impl Resolver {
         let caller = with_default_command(&config, ask.caller);
         let home = caller_home(&caller);
         let sources = self.cache.load(&caller, &home);
-        let (mut resolution, plan) =
-            qwen_env_resolve::resolve(&sources, &params(ask, &caller, &home, keychain, &config));
+        let catalog = self.config.lock().expect("config lock").catalog.clone();
+        let (mut resolution, plan) = qwen_env_resolve::resolve(
+            &sources,
+            &params(ask, &caller, &home, keychain, &config, &catalog),
+        );
         if let Some(f) = config_error {
             resolution.findings.insert(0, f);
         }
@@ -185,7 +188,11 @@ impl Resolver {
         sources.qwen.home_envs =
             home_envs.into_iter().filter(|f| !inside_project(&sources, &f.path)).collect();
         sources.openclaw.cwd_env = None;
-        qwen_env_resolve::resolve(&sources, &params(ask, &caller, &home, keychain, &config))
+        let catalog = self.config.lock().expect("config lock").catalog.clone();
+        qwen_env_resolve::resolve(
+            &sources,
+            &params(ask, &caller, &home, keychain, &config, &catalog),
+        )
     }
 
     /// Whether the config allows processes started by `run` to ask for keys themselves.
@@ -254,6 +261,7 @@ fn params<'a>(
     home: &'a Path,
     keychain: &'a KeychainView,
     config: &'a Config,
+    catalog: &'a Catalog,
 ) -> Params<'a> {
     Params {
         caller,
@@ -265,6 +273,7 @@ fn params<'a>(
         variables: ask.variables,
         keychain,
         config,
+        catalog,
         now: crate::clock::now(),
     }
 }

@@ -6,9 +6,16 @@
 //! of the user config. The format is a public contract (README, "Endpoint catalogue"): fields may
 //! be added, never renamed.
 //!
+//! The only place that knows hosts, regions, plans and key prefixes: the static rules ask it what
+//! a base URL and a key are ([`Catalog::endpoint_class`], [`Catalog::key_class`]), the daemon's
+//! probes where a key may go. [`Url`] is the one URL parser of the resolver and the daemon.
+//!
 //! Pure: the daemon reads the files and hands the text here.
 
-use serde::Deserialize;
+use std::sync::{Arc, OnceLock};
+
+use regex::Regex;
+use serde::{Deserialize, Deserializer};
 
 /// The embedded default catalogue.
 pub const DEFAULT_TOML: &str = include_str!("catalog.toml");
@@ -22,6 +29,69 @@ pub enum ProbeKind {
     Models,
     /// `GET {origin}/api/v1/key` with the key; models from the public `GET {origin}/api/v1/models`.
     OpenrouterKey,
+}
+
+/// What the static rules treat a family as (HOST_TOOLS.md 3.4, 7). A family without a class is
+/// still detected, probed and guarded; the class-based rules just say nothing about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// A pay-as-you-go API (Model Studio / DashScope).
+    PayAsYouGo,
+    /// A subscription plan whose keys work only on the plan's endpoints (Coding Plan, Token Plan).
+    Plan,
+    /// OpenRouter: `provider/model` ids, its own keys.
+    Openrouter,
+    /// OpenAI itself (the SDKs' default endpoint).
+    Openai,
+    /// Anthropic (keys only: no endpoint is probed).
+    Anthropic,
+    /// A server on this machine; every loopback URL is one.
+    Local,
+}
+
+/// A regular expression a whole key matches (`key_pattern`), compiled once.
+#[derive(Clone)]
+pub struct KeyPattern {
+    source: String,
+    compiled: Arc<OnceLock<Option<Regex>>>,
+}
+
+impl KeyPattern {
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    fn regex(&self) -> Option<&Regex> {
+        self.compiled.get_or_init(|| Regex::new(&format!("^(?:{})$", self.source)).ok()).as_ref()
+    }
+
+    /// Whether `key` matches in full (an invalid pattern matches nothing; `check` rejects it).
+    pub fn matches(&self, key: &str) -> bool {
+        self.regex().is_some_and(|r| r.is_match(key))
+    }
+}
+
+impl std::fmt::Debug for KeyPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KeyPattern").field(&self.source).finish()
+    }
+}
+
+impl PartialEq for KeyPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for KeyPattern {}
+
+impl<'de> Deserialize<'de> for KeyPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(d)?;
+        Ok(KeyPattern { source, compiled: Arc::default() })
+    }
 }
 
 /// One endpoint of a family.
@@ -73,6 +143,14 @@ pub struct Family {
     /// Endpoints, region → base URL.
     #[serde(default, rename = "endpoint")]
     pub endpoints: Vec<EndpointDef>,
+    /// What the static rules treat this family as; none: the class-based rules ignore it.
+    #[serde(default)]
+    pub class: Option<Class>,
+    /// For the static rules only: a key is recognised as this family's by its prefix alone when
+    /// no pattern is given, else only when it matches this regular expression in full (a
+    /// DashScope key is `sk-` and 32 hex digits; many providers' keys start with `sk-`).
+    #[serde(default)]
+    pub key_pattern: Option<KeyPattern>,
 }
 
 fn yes() -> bool {
@@ -144,6 +222,15 @@ impl Catalog {
             if families[..i].iter().any(|g| g.id == f.id) {
                 return Err(format!("family \"{}\" is defined twice", f.id));
             }
+            if let Some(p) = &f.key_pattern
+                && p.regex().is_none()
+            {
+                return Err(format!(
+                    "family \"{}\": key_pattern {:?} is not a regular expression",
+                    f.id,
+                    p.as_str()
+                ));
+            }
             for e in &f.endpoints {
                 if Url::parse(&e.base_url).is_none() {
                     return Err(format!(
@@ -184,7 +271,7 @@ impl Catalog {
             for endpoint in &family.endpoints {
                 let Some(ep) = Url::parse(&endpoint.base_url) else { continue };
                 if ep.origin() == url.origin() && url.path_starts_with(&ep) {
-                    let len = ep.segments.len();
+                    let len = ep.segments().len();
                     if best.as_ref().is_none_or(|(l, _)| len > *l) {
                         best = Some((len, Detected { family, endpoint }));
                     }
@@ -216,6 +303,61 @@ impl Catalog {
         fits.iter().map(|(_, f)| *f).filter(named).collect()
     }
 
+    /// The family a base URL belongs to for the static rules: the detected endpoint's family, else
+    /// the first family with an endpoint on the same host (another path or scheme of that
+    /// service, such as `https://openrouter.ai/v1`).
+    pub fn endpoint_family(&self, base_url: &str) -> Option<&Family> {
+        if let Some(d) = self.detect(base_url) {
+            return Some(d.family);
+        }
+        let url = Url::parse(base_url)?;
+        self.families.iter().find(|f| {
+            f.endpoints.iter().any(|e| Url::parse(&e.base_url).is_some_and(|u| u.host == url.host))
+        })
+    }
+
+    /// What a base URL is for the static rules: its family's class, else [`Class::Local`] for a
+    /// URL on this machine.
+    pub fn endpoint_class(&self, base_url: &str) -> Option<Class> {
+        self.endpoint_family(base_url)
+            .and_then(|f| f.class)
+            .or_else(|| Url::parse(base_url).filter(Url::is_local).map(|_| Class::Local))
+    }
+
+    /// The families the static rules take a key for: those with a prefix the key starts with,
+    /// whose `key_pattern` (if any) it matches, ranked by the longest prefix and then by having
+    /// matched a pattern. Families that take any key (no prefixes) never claim one.
+    pub fn key_families(&self, key: &str) -> Vec<&Family> {
+        let key = key.trim();
+        let ranked: Vec<((usize, bool), &Family)> = self
+            .families
+            .iter()
+            .filter(|f| !f.key_prefixes.is_empty())
+            .filter_map(|f| {
+                let n = f.prefix_match(key)?;
+                match &f.key_pattern {
+                    Some(p) if !p.matches(key) => None,
+                    p => Some(((n, p.is_some()), f)),
+                }
+            })
+            .collect();
+        let Some(best) = ranked.iter().map(|(r, _)| *r).max() else { return Vec::new() };
+        ranked.into_iter().filter(|(r, _)| *r == best).map(|(_, f)| f).collect()
+    }
+
+    /// What a key is for the static rules: the class its families share, `None` when the
+    /// catalogue cannot tell (no family claims it, or they disagree).
+    pub fn key_class(&self, key: &str) -> Option<Class> {
+        let fams = self.key_families(key);
+        let first = fams.first()?.class?;
+        fams.iter().all(|f| f.class == Some(first)).then_some(first)
+    }
+
+    /// Families of a class, in file order.
+    pub fn of_class(&self, class: Class) -> impl Iterator<Item = &Family> {
+        self.families.iter().filter(move |f| f.class == Some(class))
+    }
+
     /// Whether a request to `target` may carry a key that is configured for `configured`: the same
     /// URL, or an endpoint of a family of the same provider. The one rule that keeps keys from
     /// leaking to other hosts (DESIGN.md section 4).
@@ -230,7 +372,8 @@ impl Catalog {
     }
 }
 
-/// Two base URLs equal up to case of scheme and host, default ports and a trailing slash.
+/// Two base URLs equal up to case of scheme and host, default ports, loopback spellings and a
+/// trailing slash.
 pub fn same_url(a: &str, b: &str) -> bool {
     match (Url::parse(a), Url::parse(b)) {
         (Some(a), Some(b)) => a == b,
@@ -238,60 +381,78 @@ pub fn same_url(a: &str, b: &str) -> bool {
     }
 }
 
-/// The parts of an http(s) URL that matching needs.
+/// The parts of an http(s) URL that matching needs, parsed by the `url` crate (WHATWG rules:
+/// IDNA and IPv4 normalisation, `.`/`..` segments resolved) plus the loopback rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
-    /// `http` or `https`.
-    pub scheme: String,
-    /// Lower-cased host; loopback spellings (`localhost`, `127.0.0.1`, `[::1]`) are one host.
-    pub host: String,
-    /// The port, defaulted from the scheme.
-    pub port: u16,
-    /// Non-empty path segments.
-    pub segments: Vec<String>,
+    scheme: String,
+    host: String,
+    port: u16,
+    segments: Vec<String>,
+    local: bool,
 }
 
+/// The one spelling of this machine's loopback address: `localhost`, `127.0.0.1` and `[::1]` are
+/// the same server to a user (and to Ollama, which binds both).
+const LOOPBACK: &str = "127.0.0.1";
+
 impl Url {
-    /// Parses `scheme://[user@]host[:port][/path][?query][#fragment]`; `None` for anything else.
+    /// Parses an absolute `http` or `https` URL; `None` for anything else.
     pub fn parse(text: &str) -> Option<Url> {
-        let (scheme, rest) = text.trim().split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            _ => return None,
-        };
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        let hostport = authority.rsplit('@').next()?;
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']')?;
-            (h.to_string(), after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
+        let u = url::Url::parse(text.trim()).ok()?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return None;
+        }
+        let port = u.port_or_known_default()?;
+        let (host, local) = match u.host()? {
+            url::Host::Domain(d) => {
+                let d = d.to_ascii_lowercase();
+                if d == "localhost" { (LOOPBACK.to_owned(), true) } else { (d, false) }
             }
+            url::Host::Ipv4(a) if a == std::net::Ipv4Addr::LOCALHOST => (LOOPBACK.to_owned(), true),
+            url::Host::Ipv4(a) => (a.to_string(), a.is_loopback() || a.is_unspecified()),
+            url::Host::Ipv6(a) if a == std::net::Ipv6Addr::LOCALHOST => (LOOPBACK.to_owned(), true),
+            url::Host::Ipv6(a) => (a.to_string(), a.is_unspecified()),
         };
         if host.is_empty() {
             return None;
         }
-        let port = match port {
-            Some(p) => p.parse().ok()?,
-            None => default_port,
-        };
-        let mut host = host.to_ascii_lowercase();
-        if host == "localhost" || host == "::1" || host == "127.0.0.1" {
-            host = "127.0.0.1".into();
-        }
-        let path = tail.split(['?', '#']).next().unwrap_or("");
-        let segments = path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
-        Some(Url { scheme, host, port, segments })
+        let segments = u
+            .path_segments()
+            .map(|s| s.filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        Some(Url { scheme: u.scheme().to_owned(), host, port, segments, local })
     }
 
-    /// `scheme://host:port`.
-    pub fn origin(&self) -> (String, String, u16) {
-        (self.scheme.clone(), self.host.clone(), self.port)
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// Lower-cased host; loopback spellings (`localhost`, `127.0.0.1`, `[::1]`) are one host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, defaulted from the scheme.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Non-empty path segments.
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// Whether the host is this machine: a loopback address, `localhost`, or `0.0.0.0` (which
+    /// connects to this machine too).
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
+    /// `(scheme, host, port)`.
+    pub fn origin(&self) -> (&str, &str, u16) {
+        (&self.scheme, &self.host, self.port)
     }
 
     /// Whether `prefix`'s path is a whole-segment prefix of this one.
@@ -326,6 +487,7 @@ mod tests {
             "zai",
             "moonshot",
             "modelscope",
+            "anthropic",
         ] {
             assert!(c.family(id).is_some(), "{id}");
         }
@@ -385,6 +547,79 @@ mod tests {
         assert!(c.may_send("http://10.0.0.9:8080/v1/", "http://10.0.0.9:8080/v1"));
         assert!(!c.may_send("http://10.0.0.9:8080/v1", "http://10.0.0.9:8081/v1"));
         assert!(!c.may_send("http://10.0.0.9:8080/v1", intl));
+    }
+
+    #[test]
+    fn urls_parse_with_the_loopback_rule() {
+        let u = Url::parse(" HTTPS://user:pw@Example.COM/v1//x/?q#f ").unwrap();
+        assert_eq!(u.origin(), ("https", "example.com", 443));
+        assert_eq!(u.segments(), ["v1", "x"]);
+        assert!(!u.is_local());
+        for local in ["http://localhost:8080/v1", "http://127.0.0.1:8080", "http://[::1]:8080/"] {
+            let u = Url::parse(local).unwrap();
+            assert_eq!(u.host_port(), "127.0.0.1:8080", "{local}");
+            assert!(u.is_local());
+        }
+        assert!(Url::parse("http://127.0.0.2:1/v1").unwrap().is_local());
+        assert!(Url::parse("http://0.0.0.0:1/v1").unwrap().is_local());
+        assert_eq!(Url::parse("http://[2001:db8::1]:9/").unwrap().host(), "2001:db8::1");
+        for bad in ["ftp://x/", "https://", "dashscope.aliyuncs.com/v1", "http://x:99999/", ""] {
+            assert!(Url::parse(bad).is_none(), "{bad}");
+        }
+        assert!(same_url("https://openrouter.ai/api/v1/", "https://OpenRouter.ai:443/api/v1"));
+        assert!(same_url("http://localhost:11434/v1", "http://[::1]:11434/v1"));
+    }
+
+    #[test]
+    fn classes_of_endpoints_and_keys() {
+        let c = Catalog::builtin();
+        let class = |u: &str| c.endpoint_class(u);
+        assert_eq!(
+            class("https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+            Some(Class::PayAsYouGo)
+        );
+        // Another path on a family's host still belongs to it.
+        assert_eq!(class("https://dashscope.aliyuncs.com/api/v1"), Some(Class::PayAsYouGo));
+        assert_eq!(class("https://coding-intl.dashscope.aliyuncs.com/v1"), Some(Class::Plan));
+        assert_eq!(
+            class("https://token-plan.cn-beijing.maas.aliyuncs.com/compatible-mode/v1"),
+            Some(Class::Plan)
+        );
+        assert_eq!(class("https://openrouter.ai/v1"), Some(Class::Openrouter));
+        assert_eq!(class("https://api.openai.com/v1"), Some(Class::Openai));
+        assert_eq!(class("http://127.0.0.1:8080/v1"), Some(Class::Local));
+        assert_eq!(class("http://[::1]:8080/v1"), Some(Class::Local));
+        assert_eq!(class("https://api.deepseek.com"), None);
+        assert_eq!(class("https://example.com/v1"), None);
+        let key = |k: &str| c.key_class(k);
+        assert_eq!(key("sk-sp-abc"), Some(Class::Plan));
+        assert_eq!(key("sk-0123456789abcdef0123456789abcdef"), Some(Class::PayAsYouGo));
+        assert_eq!(key("sk-0123456789ABCDEF0123456789abcdef"), Some(Class::PayAsYouGo));
+        assert_eq!(key(" sk-0123456789abcdef0123456789abcdef\n"), Some(Class::PayAsYouGo));
+        assert_eq!(key("sk-or-v1-xyz"), Some(Class::Openrouter));
+        assert_eq!(key("sk-proj-xyz"), Some(Class::Openai));
+        assert_eq!(key("sk-ant-api03-xyz"), Some(Class::Anthropic));
+        // `sk-` alone is many providers' prefix: not a DashScope key without its shape.
+        assert_eq!(key("sk-0123abcd"), None);
+        assert_eq!(key("xai-0123"), None);
+        assert_eq!(key("anything"), None);
+        let fams: Vec<&str> = c.key_families("sk-sp-abc").iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(fams, ["coding-plan", "token-plan"]);
+        // A user family moves a host into a class.
+        let user = Catalog::parse(
+            "[[family]]\nid = \"corp\"\nname = \"Corp plan\"\nclass = \"plan\"\n[[family.endpoint]]\nregion = \"x\"\nbase_url = \"https://llm.corp.example/v1\"\n",
+        )
+        .unwrap();
+        assert_eq!(class("https://llm.corp.example/v1"), None);
+        let c = c.with_overrides(&user.families);
+        assert_eq!(c.endpoint_class("https://llm.corp.example/v1"), Some(Class::Plan));
+        assert!(
+            Catalog::parse("[[family]]\nid = \"a\"\nname = \"a\"\nkey_pattern = \"sk-(\"\n")
+                .is_err()
+        );
+        assert!(
+            Catalog::parse("[[family]]\nid = \"a\"\nname = \"a\"\nclass = \"gold\"\n").is_err()
+        );
     }
 
     #[test]

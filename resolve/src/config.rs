@@ -82,10 +82,10 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// `text` with every key-looking token masked ([`mask::keys_in`]).
+/// `text` with every key-looking token masked ([`crate::secrets::keys_in`]).
 fn mask_keys(text: &str) -> String {
     let mut out = text.to_owned();
-    for k in mask::keys_in(text) {
+    for k in crate::secrets::keys_in(text) {
         out = out.replace(k, &mask::masked(k));
     }
     out

@@ -1,21 +1,17 @@
-//! `qwen-env key import`: find literal keys in the files a resolution reads, and scrub them out.
-//!
-//! Each literal is named by the variable it feeds: a settings `env.NAME` or a `.env` `NAME=` feeds
-//! `NAME`; `security.auth.apiKey` feeds `OPENAI_API_KEY` (the generic chain's variable, which
-//! `run` injects when no provider `envKey` applies); an OpenClaw `apiKey` or profile `key` feeds
-//! the provider's variable (`QWEN_API_KEY` for `qwen`, `OPENROUTER_API_KEY` for `openrouter`, …).
-//! `envKey` references are names, not literals, and are never touched.
+//! `qwen-env key import`: take the literal keys the secrets scanner ([`crate::secrets`]) finds in
+//! the files a resolution reads, and scrub them out. What a literal is and which variable it feeds
+//! is the scanner's to say, so `doctor` reports every literal this would import.
 //!
 //! Scrubbing edits text, not a re-serialised document, so comments and formatting survive: a
 //! `.env` line is deleted; a JSON member is cut out with its comma. The result is parsed again
 //! and compared before anything is written, and the daemon keeps a backup beside the file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use qwen_env_proto::SecretValue;
 
-use crate::jsonc::Node;
-use crate::mask;
+use crate::secrets::{self, FileKind, Hit, Place};
 use crate::sources::Sources;
 
 /// One literal key found in a file.
@@ -45,136 +41,43 @@ pub enum Edit {
 /// Literal keys in the sources of a resolution (Qwen Code and OpenClaw files), highest priority
 /// first, so that for a name defined twice the first one is what the tool uses today.
 pub fn scan(src: &Sources) -> Vec<Literal> {
-    let mut out = Vec::new();
-    let q = &src.qwen;
-    for f in q.project_env.iter().chain(q.home_envs.iter()) {
-        out.extend(env_literals(&f.path, &f.entries));
-    }
-    for f in [&q.system, &q.workspace, &q.user, &q.system_defaults].into_iter().flatten() {
-        if let Ok(node) = &f.parsed {
-            out.extend(settings_literals(&f.path, node));
-        }
-    }
-    let oc = &src.openclaw;
-    for f in oc.cwd_env.iter().chain(oc.state_env.iter()) {
-        out.extend(env_literals(&f.path, &f.entries));
-    }
-    for f in oc.config.iter().chain(oc.legacy_auth_profiles.iter()) {
-        if let Ok(node) = &f.parsed {
-            out.extend(openclaw_literals(&f.path, node));
-        }
-    }
-    out
+    secrets::qwen(src).into_iter().chain(secrets::openclaw(src)).map(Literal::from).collect()
 }
 
 /// Literal keys in one file named on the command line: JSON files are read as settings and as
 /// OpenClaw files, anything else as a `.env` file.
 pub fn scan_file(path: &Path) -> Result<Vec<Literal>, String> {
+    let label: Arc<str> = Arc::from(path.display().to_string().as_str());
     let is_json = path.extension().is_some_and(|e| e == "json" || e == "json5");
     let cap = if is_json { crate::fsread::JSON_CAP } else { crate::fsread::ENV_CAP };
     let (bytes, _) = crate::fsread::read_regular(path, cap)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&bytes);
     if !is_json {
-        return Ok(env_literals(path, &crate::dotenv::parse(&text)));
+        let entries = crate::dotenv::parse(&text);
+        return Ok(secrets::env_entries(path, &label, None, &entries)
+            .into_iter()
+            .map(Literal::from)
+            .collect());
     }
-    let label: std::sync::Arc<str> = std::sync::Arc::from(path.display().to_string().as_str());
     // Into a Node, not a serde_json::Value: Node bounds the nesting depth (a deep file
     // overflowed the daemon's stack) and keeps the key order.
     let node = crate::cache::parse_jsonc_or_json5(&text, &label)
         .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
-    let mut out = settings_literals(path, &node);
-    out.extend(openclaw_literals(path, &node));
-    Ok(out)
+    let hits = secrets::settings(path, &label, None, &node, None)
+        .into_iter()
+        .chain(secrets::openclaw_json(path, &label, None, &node, FileKind::OpenClawConfig));
+    Ok(hits.map(Literal::from).collect())
 }
 
-fn env_literals(path: &Path, entries: &[crate::dotenv::Entry]) -> Vec<Literal> {
-    entries
-        .iter()
-        .filter(|e| mask::is_literal_key(&e.key, &e.value))
-        .map(|e| Literal {
-            name: e.key.clone(),
-            value: SecretValue::new(e.value.clone()),
-            file: path.to_owned(),
-            location: format!("{}:{}", path.display(), e.line),
-            edit: Edit::EnvLine(e.line),
-        })
-        .collect()
-}
-
-fn settings_literals(path: &Path, node: &Node) -> Vec<Literal> {
-    let mut out = Vec::new();
-    if let Some(env) = node.get("env").and_then(Node::as_object) {
-        for (k, v) in env {
-            if let Some(s) = v.as_str().filter(|s| mask::is_literal_key(k, s)) {
-                out.push(json_literal(path, k, s, &format!("env.{k}")));
-            }
-        }
-    }
-    if let Some(s) = node.path(&["security", "auth", "apiKey"]).and_then(Node::as_str)
-        && !s.is_empty()
-        && !s.contains('$')
-    {
-        out.push(json_literal(path, "OPENAI_API_KEY", s, "security.auth.apiKey"));
-    }
-    out
-}
-
-fn openclaw_literals(path: &Path, node: &Node) -> Vec<Literal> {
-    let mut out = Vec::new();
-    if let Some(providers) = node.path(&["models", "providers"]).and_then(Node::as_object) {
-        for (id, p) in providers {
-            if let Some(s) =
-                p.get("apiKey").and_then(Node::as_str).filter(|s| mask::looks_like_key(s))
-            {
-                out.push(json_literal(
-                    path,
-                    &provider_var(id),
-                    s,
-                    &format!("models.providers.{id}.apiKey"),
-                ));
-            }
-        }
-    }
-    if let Some(profiles) = node.get("profiles").and_then(Node::as_object) {
-        for (id, p) in profiles {
-            let provider = p
-                .get("provider")
-                .and_then(Node::as_str)
-                .unwrap_or_else(|| id.split(':').next().unwrap_or(id));
-            for field in ["key", "apiKey"] {
-                if let Some(s) =
-                    p.get(field).and_then(Node::as_str).filter(|s| mask::looks_like_key(s))
-                {
-                    out.push(json_literal(
-                        path,
-                        &provider_var(provider),
-                        s,
-                        &format!("profiles.{id}.{field}"),
-                    ));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn json_literal(path: &Path, name: &str, value: &str, key_path: &str) -> Literal {
-    Literal {
-        name: name.to_owned(),
-        value: SecretValue::new(value.to_owned()),
-        file: path.to_owned(),
-        location: format!("{} {key_path}", path.display()),
-        edit: Edit::JsonMember,
-    }
-}
-
-/// The variable an OpenClaw provider's key is read from.
-fn provider_var(provider: &str) -> String {
-    match provider {
-        "qwen" | "modelstudio" => "QWEN_API_KEY".to_owned(),
-        "qwen-token-plan" => "QWEN_TOKEN_PLAN_API_KEY".to_owned(),
-        other => format!("{}_API_KEY", other.to_ascii_uppercase().replace(['-', '.', ':'], "_")),
+impl From<Hit> for Literal {
+    fn from(h: Hit) -> Literal {
+        let location = h.location();
+        let edit = match h.place {
+            Place::Line(n) => Edit::EnvLine(n),
+            Place::Member { .. } => Edit::JsonMember,
+        };
+        Literal { name: h.name, value: h.value, file: h.file, location, edit }
     }
 }
 
@@ -334,22 +237,5 @@ mod tests {
         assert!(scrub(&env, &[&lit("sk-0123456789abcdef0123\nmore", Edit::EnvLine(2))]).is_err());
         let env = format!("# keys\nexport K={key} # mine\nA=1\n");
         assert_eq!(scrub(&env, &[&lit(key, Edit::EnvLine(2))]).unwrap(), "# keys\nA=1\n");
-    }
-
-    #[test]
-    fn names_follow_the_variable_fed() {
-        let label: std::sync::Arc<str> = std::sync::Arc::from("t");
-        let node = jsonc::parse(
-            r#"{ "env": { "OPENROUTER_API_KEY": "sk-or-v1-0123456789abcdef", "MODEL": "qwen-plus" },
-                 "security": { "auth": { "apiKey": "sk-0123456789abcdef0123" } },
-                 "modelProviders": { "openai": [ { "id": "m", "envKey": "DASHSCOPE_API_KEY" } ] } }"#,
-            &label,
-        )
-        .unwrap();
-        let names: Vec<String> =
-            settings_literals(Path::new("/s.json"), &node).into_iter().map(|l| l.name).collect();
-        assert_eq!(names, ["OPENROUTER_API_KEY", "OPENAI_API_KEY"]);
-        assert_eq!(provider_var("qwen"), "QWEN_API_KEY");
-        assert_eq!(provider_var("openrouter"), "OPENROUTER_API_KEY");
     }
 }

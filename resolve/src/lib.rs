@@ -10,13 +10,17 @@
 //!   the per-file parse cache.
 //! - `settings`: Qwen Code's settings layers, `$VAR` expansion and merge.
 //! - `envfiles`: the `.env` walk-up and the first-writer-wins environment overlay.
-//! - `qwen`, `openclaw`, `generic`: one resolver per host.
-//! - `rules`: the static findings; `mask`: how secrets are shown; `config`: our own config.
+//! - `qwen` (one file per step group), `openclaw`, `generic`: one resolver per host.
+//! - `display`: the one field builder, the one finding builder, how secrets are shown.
+//! - `secrets`: the one scanner for literal keys in files (`doctor`, `key import`, masking).
+//! - `import`: `key import`'s literals and the scrubbing of files.
+//! - `rules`: the static findings; `mask`: masking and fingerprints; `config`: our own config.
 //! - `catalog`: the endpoint catalogue (families, endpoints, detection, where a key may go).
 
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod display;
 pub mod dotenv;
 pub mod envfiles;
 pub mod fsread;
@@ -28,6 +32,7 @@ pub mod openclaw;
 pub mod qwen;
 mod resolve;
 pub mod rules;
+pub mod secrets;
 pub mod settings;
 pub mod sources;
 

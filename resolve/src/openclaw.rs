@@ -10,10 +10,12 @@ use std::sync::LazyLock;
 use qwen_env_proto::{Field, Finding, Severity};
 use regex::Regex;
 
+use crate::catalog::{Catalog, Class};
+use crate::display::{Cand, Show, Shower, field, finding};
 use crate::envfiles::{EnvView, Origin};
 use crate::jsonc::{Node, Value};
-use crate::qwen::{Shower, finding};
 use crate::rules;
+use crate::secrets;
 use crate::sources::Sources;
 
 /// OpenClaw's qwen env keys, in order.
@@ -26,7 +28,7 @@ static VAR: LazyLock<Regex> =
 
 /// What the resolution decided.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct OpenClawResolution {
     /// auth type, model, base URL, API key.
     pub fields: [Field; 4],
     /// The environment after OpenClaw's merge (and injection).
@@ -74,7 +76,8 @@ pub fn resolve(
     env0: &[(String, String)],
     inject: &[(String, String)],
     shower: &dyn Shower,
-) -> Outcome {
+    catalog: &Catalog,
+) -> OpenClawResolution {
     let oc = &src.openclaw;
     let mut findings = Vec::new();
     let mut env = EnvView::from_process(env0);
@@ -150,43 +153,40 @@ pub fn resolve(
     let provider = config.as_ref().and_then(|c| c.path(&["models", "providers", "qwen"]));
 
     // Base URL.
-    let mut base_field = Field::default();
     let base_cfg =
         provider.and_then(|p| p.get("baseUrl")).and_then(Node::as_str).map(|s| subst(s, &env));
-    let base = if let Some(b) = base_cfg.filter(|s| !s.is_empty()) {
-        base_field.source = Some(format!("{label} models.providers.qwen.baseUrl"));
-        b
-    } else {
-        base_field.source = Some("default (qwen provider: Coding Plan intl)".into());
-        DEFAULT_BASE.to_string()
+    let (base, base_source) = match base_cfg.filter(|s| !s.is_empty()) {
+        Some(b) => (b, format!("{label} models.providers.qwen.baseUrl")),
+        None => (DEFAULT_BASE.to_string(), "default (qwen provider: Coding Plan intl)".into()),
     };
-    base_field.value = Some(base.clone());
-    let base_is_default = base_field.source.as_deref().is_some_and(|s| s.starts_with("default"));
+    let base_is_default = base_source.starts_with("default");
+    let (_, base_field) =
+        field(&[Cand::new(base.clone(), base_source, true, Show::Text)], shower, None);
 
     // Model: agents.defaults.model(.primary), `qwen/` prefix stripped.
-    let mut model_field = Field::default();
-    if let Some(c) = &config {
-        let m = c
-            .path(&["agents", "defaults", "model", "primary"])
+    let model = config.as_ref().and_then(|c| {
+        c.path(&["agents", "defaults", "model", "primary"])
             .or_else(|| c.path(&["agents", "defaults", "model"]))
-            .and_then(Node::as_str);
-        if let Some(m) = m {
-            model_field.value = Some(m.strip_prefix("qwen/").unwrap_or(m).to_string());
-            model_field.source = Some(format!("{label} agents.defaults.model"));
-        }
-    }
-    let mut auth_field = Field::default();
+            .and_then(Node::as_str)
+    });
+    let model_cands: Vec<Cand> = model
+        .map(|m| {
+            let m = m.strip_prefix("qwen/").unwrap_or(m);
+            Cand::new(m, format!("{label} agents.defaults.model"), true, Show::Text)
+        })
+        .into_iter()
+        .collect();
+    let (_, model_field) = field(&model_cands, shower, None);
     let api =
         provider.and_then(|p| p.get("api")).and_then(Node::as_str).unwrap_or("openai-completions");
-    auth_field.value = Some(api.to_string());
-    auth_field.source = Some(if provider.and_then(|p| p.get("api")).is_some() {
+    let api_source = if provider.and_then(|p| p.get("api")).is_some() {
         format!("{label} models.providers.qwen.api")
     } else {
         "default (provider qwen)".into()
-    });
+    };
+    let (_, auth_field) = field(&[Cand::new(api, api_source, true, Show::Text)], shower, None);
 
     // Legacy auth profiles abort the run.
-    let mut plaintext_files = Vec::new();
     for f in &oc.legacy_auth_profiles {
         findings.push(finding(
             "openclaw-legacy-auth-profiles",
@@ -195,22 +195,6 @@ pub fn resolve(
             "run: openclaw doctor --fix".into(),
             Some(f.label.to_string()),
         ));
-        if let Ok(n) = &f.parsed
-            && let Some(profiles) = n.get("profiles").and_then(Node::as_object)
-            && profiles.iter().any(|(_, p)| p.get("key").or_else(|| p.get("apiKey")).is_some())
-        {
-            findings.push(finding(
-                "plaintext-secret",
-                Severity::Warning,
-                format!("{} holds keys in plaintext", f.label),
-                format!(
-                    "qwen-env key set QWEN_API_KEY, then run openclaw doctor --fix and delete {}",
-                    f.label
-                ),
-                Some(f.label.to_string()),
-            ));
-            plaintext_files.push((f.label.to_string(), f.mode));
-        }
     }
     if let Some(db) = &oc.sqlite_store {
         findings.push(finding(
@@ -268,31 +252,18 @@ pub fn resolve(
         }
         _ => true,
     });
-    let mut key_field = Field::default();
+    let cands: Vec<Cand> = key_cands
+        .iter()
+        .enumerate()
+        .map(|(i, (v, s, _))| Cand::new(v.clone(), s.clone(), Some(i) == win, Show::Secret))
+        .collect();
+    let (_, key_field) = field(&cands, shower, win.and_then(|w| key_cands[w].2.clone()));
     let mut key = None;
     if let Some(w) = win {
-        let (v, s, var) = &key_cands[w];
-        let (m, fp) = shower.show(v);
-        key_field = Field {
-            value: Some(m),
-            source: Some(s.clone()),
-            variable: var.clone(),
-            fingerprint: Some(fp),
-            shadowed: Vec::new(),
-        };
+        let (v, _, var) = &key_cands[w];
         key = Some(v.clone());
         if let Some(var) = var {
             key_var = Some(var.clone());
-        }
-        for (i, (v, s, _)) in key_cands.iter().enumerate() {
-            if i != w {
-                let (m, fp) = shower.show(v);
-                key_field.shadowed.push(qwen_env_proto::Shadowed {
-                    value: Some(m),
-                    fingerprint: Some(fp),
-                    source: s.clone(),
-                });
-            }
         }
         if v.starts_with("profile:") {
             findings.push(finding(
@@ -302,20 +273,6 @@ pub fn resolve(
                 format!("set \"apiKey\" to the exact profile id (e.g. \"qwen:default\") or remove it and use QWEN_API_KEY, in {label}"),
                 cfg_key.map(|n| n.loc.to_string()),
             ));
-        }
-        if s.contains("models.providers")
-            && !v.starts_with("profile:")
-            && matches!(cfg_key.map(|n| &n.value), Some(Value::String(_)))
-            && !cfg_key.and_then(Node::as_str).is_some_and(|x| x.contains("${"))
-        {
-            findings.push(finding(
-                "plaintext-secret",
-                Severity::Warning,
-                format!("a literal key in {label} models.providers.qwen.apiKey"),
-                format!("qwen-env key import --scrub (stores it as QWEN_API_KEY in the keychain and removes apiKey from {label})"),
-                Some(label.clone()),
-            ));
-            plaintext_files.push((label.clone(), oc.config.as_ref().and_then(|f| f.mode)));
         }
     } else {
         findings.push(finding(
@@ -327,16 +284,30 @@ pub fn resolve(
         ));
     }
     let plain_key = key.as_deref().filter(|k| !k.starts_with('\u{1}'));
-    if base_is_default && plain_key.is_some_and(|k| rules::key_kind(k) != rules::KeyKind::Plan) {
+    // The default endpoint takes one kind of key only (a Coding Plan key, in the catalogue).
+    let default_family = catalog.endpoint_family(DEFAULT_BASE).filter(|f| f.class.is_some());
+    let wrong_for_default =
+        |k: &str| default_family.is_some_and(|f| catalog.key_class(k) != f.class);
+    if base_is_default
+        && let Some(k) = plain_key.filter(|k| wrong_for_default(k))
+        && let Some(df) = default_family
+    {
+        let key_fams = catalog.key_families(k);
+        let targets = rules::endpoint_list(key_fams.iter().copied())
+            .or_else(|| rules::endpoint_list(catalog.of_class(Class::PayAsYouGo)))
+            .map_or_else(String::new, |l| format!(" (one of {l})"));
+        let file =
+            if label.is_empty() { "~/.openclaw/openclaw.json".to_string() } else { label.clone() };
         findings.push(finding(
             "openclaw-default-coding-endpoint",
             Severity::Error,
-            format!("no baseUrl is configured for provider qwen, so OpenClaw sends this key to the Coding Plan endpoint {DEFAULT_BASE}; the key is not a plan key (sk-sp-)"),
-            format!("set models.providers.qwen.baseUrl to https://dashscope-intl.aliyuncs.com/compatible-mode/v1 (or your key's region) in {}", if label.is_empty() { "~/.openclaw/openclaw.json".to_string() } else { label.clone() }),
+            format!("no baseUrl is configured for provider qwen, so OpenClaw sends this key to the {} endpoint {DEFAULT_BASE}; the key is not a key of {}", df.name, rules::key_words(&[df])),
+            format!("set models.providers.qwen.baseUrl to the endpoint your key belongs to{targets} in {file}"),
             Some(if label.is_empty() { "models.providers.qwen.baseUrl".to_string() } else { label.clone() }),
         ));
     } else if let Some(k) = plain_key {
         rules::key_endpoint_rules(
+            catalog,
             Some(k),
             key_var.as_deref(),
             key_field.source.as_deref().unwrap_or(""),
@@ -347,11 +318,8 @@ pub fn resolve(
         );
     }
     rules::base_url_rules(&base, base_field.source.as_deref().unwrap_or(""), &mut findings);
-    for f in oc.cwd_env.iter().chain(oc.state_env.iter()) {
-        rules::env_file_plaintext(f, &mut plaintext_files, &mut findings);
-    }
-    rules::permission_rules(&plaintext_files, &mut findings);
-    Outcome {
+    rules::plaintext(&secrets::openclaw(src), &mut findings);
+    OpenClawResolution {
         fields: [auth_field, model_field, base_field, key_field],
         env,
         key_var,

@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use qwen_env_proto::{CallerContext, Field, Finding, Resolution, SecretValue, Severity, Shadowed};
+use qwen_env_proto::{CallerContext, Field, Finding, Resolution, SecretValue, Severity};
 
+use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::display::{Cand, Show, Shower, field, finding};
 use crate::envfiles::{EnvView, Origin};
 use crate::mask;
-use crate::qwen::{self, AuthType, KeySource, Shower, finding};
+use crate::qwen::{self, AuthType, KeySource};
 use crate::sources::{Host, Sources};
-use crate::{generic, openclaw, rules};
+use crate::{generic, openclaw, rules, secrets};
 
 /// Non-secret view of what the OS keychain holds (the daemon fills it from its metadata).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +54,9 @@ pub struct Params<'a> {
     pub keychain: &'a KeychainView,
     /// Our config.
     pub config: &'a Config,
+    /// The endpoint catalogue in force (the base catalogue with the config's `[[family]]`
+    /// tables applied): what the static rules know about hosts, plans and key prefixes.
+    pub catalog: &'a Catalog,
     /// Now (Unix seconds), for `key-age`.
     pub now: u64,
 }
@@ -101,6 +106,12 @@ impl KeyRef {
 }
 
 const PH: char = '\u{1}';
+
+#[cfg(test)]
+thread_local! {
+    /// How many times `qwen::resolve` ran on this thread (tests check the injection loop).
+    pub(crate) static QWEN_RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// The value a keychain entry has inside the resolver: a placeholder naming the entry and its
 /// fingerprint (the resolver never sees the secret; the daemon injects it).
@@ -187,16 +198,29 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
                 all_args
             };
             // One resolution with the given keychain entries injected as process environment.
-            let run = |inject: &[String]| {
+            // `qwen::resolve` is pure and the order of injections does not matter (each names
+            // another variable), so a set of injections already resolved is not resolved again:
+            // dropping a key that did not help returns to a resolution made before.
+            let mut seen: Vec<(Vec<String>, qwen::QwenResolution)> = Vec::new();
+            let mut run = |inject: &[String]| -> qwen::QwenResolution {
+                let mut set = inject.to_vec();
+                set.sort();
+                if let Some((_, r)) = seen.iter().find(|(s, _)| *s == set) {
+                    return r.clone();
+                }
                 let inj: Vec<(String, String, String)> =
                     inject.iter().map(|n| (n.clone(), ph(n), n.clone())).collect();
-                qwen::resolve(&qwen::Input {
+                #[cfg(test)]
+                QWEN_RUNS.with(|n| n.set(n.get() + 1));
+                let r = qwen::resolve(&qwen::Input {
                     src,
                     env0: &p.caller.env,
                     args,
                     inject: &inj,
                     shower: &shower,
-                })
+                });
+                seen.push((set, r.clone()));
+                r
             };
             let mut out;
             let mut guard = 0;
@@ -233,7 +257,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             }
             let key_plain = !matches!(&out.key, Some((v, _)) if v.contains(PH));
             findings.append(&mut out.findings);
-            rules::qwen(&out, src, key_plain, &mut findings);
+            rules::qwen(&out, src, p.catalog, key_plain, &mut findings);
             [res.auth_type, res.model, res.base_url, res.api_key] = out.fields.clone();
             if p.bare && !p.as_is {
                 bare_plan(&out, user_bare, &mut plan);
@@ -247,7 +271,7 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
             loop {
                 let inj: Vec<(String, String)> =
                     inject.iter().map(|n| (n.clone(), ph(n))).collect();
-                out = openclaw::resolve(src, &p.caller.env, &inj, &shower);
+                out = openclaw::resolve(src, &p.caller.env, &inj, &shower, p.catalog);
                 guard += 1;
                 if p.as_is || guard > 4 {
                     break;
@@ -338,47 +362,37 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
     res.variables =
         p.variables.iter().map(|v| (v.clone(), var_field(&env_view, v, &shower))).collect();
     res.findings = rules::finish(findings, &p.config.silence);
-    let mut secrets = known_secrets(src, p);
-    secrets.extend(pasted_keys(&res));
+    let mut known = secrets::known_values(src, &p.caller.env);
+    for k in pasted_keys(&res) {
+        if !known.contains(&k) {
+            known.push(k);
+        }
+    }
     // Longest first, so a secret that contains another is masked whole.
-    secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    redact(&mut res, &secrets);
+    known.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    redact(&mut res, &known);
     (res, plan)
 }
 
 /// A variable's field: winner, source, shadowed; masked when it looks secret.
 fn var_field(env: &EnvView, name: &str, shower: &dyn Shower) -> Field {
     let secret = mask::is_secret_name(name);
-    let show = |v: &str| -> (Option<String>, Option<String>) {
-        if secret || v.contains(PH) {
-            let (m, fp) = shower.show(v);
-            (Some(m), Some(fp))
-        } else {
-            (Some(v.to_string()), None)
-        }
-    };
-    let mut f = Field::default();
-    let w = env.winner(name);
-    if let Some(c) = w {
-        let (v, fp) = show(&c.value);
-        f.value = v;
-        f.fingerprint = fp;
-        f.source = Some(c.source(name));
-        f.variable = Some(name.to_string());
-    }
-    for c in env.cands(name) {
-        if Some(c) != w && !c.value.is_empty() {
-            let (v, fp) = show(&c.value);
-            f.shadowed.push(Shadowed { value: v, fingerprint: fp, source: c.source(name) });
-        }
-    }
-    f
+    let winner = env.winner(name).map(std::ptr::from_ref);
+    let cands: Vec<Cand> = env
+        .cands(name)
+        .iter()
+        .map(|c| {
+            let show = if secret || c.value.contains(PH) { Show::Secret } else { Show::Text };
+            Cand::new(c.value.clone(), c.source(name), winner == Some(std::ptr::from_ref(c)), show)
+        })
+        .collect();
+    field(&cands, shower, Some(name.to_string())).1
 }
 
 /// `--bare` (HOST_TOOLS.md "Broker recipe"): Qwen Code then reads neither settings nor `.env`,
 /// so the key, base URL and model of the normal resolution are handed over as the protocol's
 /// variables, and the SDK's organisation headers are removed.
-fn bare_plan(out: &qwen::Outcome, user_bare: bool, plan: &mut Plan) {
+fn bare_plan(out: &qwen::QwenResolution, user_bare: bool, plan: &mut Plan) {
     let Some(t) = out.auth else { return };
     if !user_bare {
         plan.extra_args.push("--bare".into());
@@ -426,50 +440,15 @@ fn bare_plan(out: &qwen::Outcome, user_bare: bool, plan: &mut Plan) {
     plan.unset.extend(["OPENAI_ORG_ID".to_string(), "OPENAI_PROJECT_ID".to_string()]);
 }
 
-/// Every secret value the sources hold in plain text: values of secret-named variables in the
-/// caller's environment, the `.env` files and the settings `env` blocks.
-fn known_secrets(src: &Sources, p: &Params<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |name: &str, value: &str| {
-        if mask::is_secret_name(name) && value.len() >= 8 && !out.iter().any(|v| v == value) {
-            out.push(value.to_owned());
-        }
-    };
-    for (k, v) in &p.caller.env {
-        add(k, v);
-    }
-    let q = &src.qwen;
-    let oc = &src.openclaw;
-    for f in q.project_env.iter().chain(&q.home_envs).chain(&oc.cwd_env).chain(&oc.state_env) {
-        for e in &f.entries {
-            add(&e.key, &e.value);
-        }
-    }
-    for f in [&q.system_defaults, &q.user, &q.workspace, &q.system].into_iter().flatten() {
-        if let Ok(node) = &f.parsed
-            && let Some(env) = node.get("env").and_then(crate::jsonc::Node::as_object)
-        {
-            for (k, v) in env {
-                if let Some(s) = v.as_str() {
-                    add(k, s);
-                }
-            }
-        }
-    }
-    // Longest first, so a secret that contains another is masked whole.
-    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    out
-}
-
 /// Keys pasted where no key belongs (a base URL, a model name, a variable that is not
-/// secret-named): displayed values that look like keys ([`mask::keys_in`]).
+/// secret-named): displayed values that look like keys ([`secrets::keys_in`]).
 fn pasted_keys(res: &Resolution) -> Vec<String> {
     let fields =
         [&res.model, &res.base_url].into_iter().chain(res.variables.iter().map(|(_, f)| f));
     let mut out: Vec<String> = Vec::new();
     for f in fields {
         for v in f.value.iter().chain(f.shadowed.iter().filter_map(|s| s.value.as_ref())) {
-            for k in mask::keys_in(v) {
+            for k in secrets::keys_in(v) {
                 if !out.iter().any(|o| o == k) {
                     out.push(k.to_owned());
                 }

@@ -3,100 +3,43 @@
 
 use qwen_env_proto::{Finding, Severity};
 
+use crate::catalog::{Catalog, Class, Family, Url, same_url};
+use crate::display::finding;
 use crate::envfiles::Origin;
 use crate::jsonc::Node;
 use crate::mask;
-use crate::qwen::{AuthType, Outcome, finding};
+use crate::qwen::{AuthType, QwenResolution};
+use crate::secrets::{self, FileKind, Hit, Place};
 use crate::settings::Scope;
 use crate::sources::Sources;
 
-/// What kind of endpoint a base URL is (HOST_TOOLS.md 3.4, 7).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// DashScope / Model Studio pay-as-you-go, with its region.
-    DashScope(&'static str),
-    /// Coding Plan (`coding[-intl].dashscope.aliyuncs.com`).
-    CodingPlan,
-    /// Token Plan (`token-plan.*.maas.aliyuncs.com`).
-    TokenPlan,
-    /// OpenRouter.
-    OpenRouter,
-    /// api.openai.com.
-    OpenAi,
-    /// Loopback.
-    Local,
-    /// Anything else.
-    Other,
+/// `Alibaba Coding Plan / Alibaba Token Plan (sk-sp-)`: whose keys these are, for messages.
+pub(crate) fn key_words(fams: &[&Family]) -> String {
+    let mut names: Vec<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+    names.dedup();
+    let mut prefixes: Vec<&str> =
+        fams.iter().flat_map(|f| f.key_prefixes.iter().map(String::as_str)).collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    format!("{} ({})", names.join(" / "), prefixes.join(", "))
 }
 
-/// The host of a URL, lower-cased, without port or credentials.
-pub fn host_of(url: &str) -> Option<String> {
-    let rest = url.trim().split_once("://")?.1;
-    let auth = rest.split(['/', '?', '#']).next()?;
-    let hostport = auth.rsplit('@').next()?;
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next()?.to_string()
-    } else {
-        hostport.split(':').next()?.to_string()
-    };
-    Some(host.to_ascii_lowercase())
+/// `https://a/v1 (label), https://b/v1 (label)`: where keys of these families go; `None` when
+/// the catalogue lists no endpoint for them.
+pub fn endpoint_list<'a>(fams: impl IntoIterator<Item = &'a Family>) -> Option<String> {
+    let list: Vec<String> = fams
+        .into_iter()
+        .flat_map(|f| f.endpoints.iter())
+        .map(|e| format!("{} ({})", e.base_url, e.display()))
+        .collect();
+    (!list.is_empty()).then(|| list.join(", "))
 }
 
-/// Classify a base URL.
-pub fn classify(url: &str) -> Endpoint {
-    let Some(h) = host_of(url) else { return Endpoint::Other };
-    match h.as_str() {
-        "dashscope.aliyuncs.com" => Endpoint::DashScope("cn-beijing"),
-        "dashscope-intl.aliyuncs.com" => Endpoint::DashScope("ap-southeast-1 (Singapore)"),
-        "dashscope-us.aliyuncs.com" => Endpoint::DashScope("us-east-1 (Virginia)"),
-        "cn-hongkong.dashscope.aliyuncs.com" => Endpoint::DashScope("cn-hongkong"),
-        "coding.dashscope.aliyuncs.com" | "coding-intl.dashscope.aliyuncs.com" => {
-            Endpoint::CodingPlan
-        }
-        "openrouter.ai" => Endpoint::OpenRouter,
-        "api.openai.com" => Endpoint::OpenAi,
-        "localhost" | "127.0.0.1" | "::1" | "0.0.0.0" => Endpoint::Local,
-        _ if h.starts_with("token-plan.") && h.ends_with(".maas.aliyuncs.com") => {
-            Endpoint::TokenPlan
-        }
-        _ if h.starts_with("127.") => Endpoint::Local,
-        _ => Endpoint::Other,
-    }
-}
-
-/// What a key's prefix says about it (HOST_TOOLS.md 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// `sk-sp-`: Coding Plan or Token Plan.
-    Plan,
-    /// `sk-or-`: OpenRouter.
-    OpenRouter,
-    /// `sk-ant-`: Anthropic.
-    Anthropic,
-    /// `sk-proj-`, `sk-svcacct-`, `sk-admin-`: OpenAI.
-    OpenAi,
-    /// `sk-` + 32 hex: DashScope pay-as-you-go.
-    DashScope,
-    /// Anything else.
-    Unknown,
-}
-
-/// Classify a key by prefix.
-pub fn key_kind(key: &str) -> KeyKind {
-    let k = key.trim();
-    if k.starts_with("sk-sp-") {
-        KeyKind::Plan
-    } else if k.starts_with("sk-or-") {
-        KeyKind::OpenRouter
-    } else if k.starts_with("sk-ant-") {
-        KeyKind::Anthropic
-    } else if ["sk-proj-", "sk-svcacct-", "sk-admin-"].iter().any(|p| k.starts_with(p)) {
-        KeyKind::OpenAi
-    } else if k.len() == 35 && k.starts_with("sk-") && k[3..].chars().all(|c| c.is_ascii_hexdigit())
-    {
-        KeyKind::DashScope
-    } else {
-        KeyKind::Unknown
+/// Where to send a key of `fams`, as a fix.
+fn send_to(fams: &[&Family], fallback: impl FnOnce() -> String) -> String {
+    match endpoint_list(fams.iter().copied()) {
+        Some(list) => format!("set the base URL to an endpoint of {}: {list}", key_words(fams)),
+        None => fallback(),
     }
 }
 
@@ -118,8 +61,11 @@ pub fn base_url_rules(base: &str, source: &str, out: &mut Vec<Finding>) {
 }
 
 /// Rules about a key and the endpoint it is sent to, shared by every host. `key` is `None` for
-/// keychain placeholders (their format was checked when stored).
+/// keychain placeholders (their format was checked when stored). What a base URL and a key are
+/// is the catalogue's to say ([`Catalog::endpoint_class`], [`Catalog::key_class`]).
+#[allow(clippy::too_many_arguments)] // one call per host; a struct would only rename them
 pub fn key_endpoint_rules(
+    catalog: &Catalog,
     key: Option<&str>,
     key_var: Option<&str>,
     key_source: &str,
@@ -128,9 +74,9 @@ pub fn key_endpoint_rules(
     model: Option<&str>,
     out: &mut Vec<Finding>,
 ) {
-    let ep = base.map_or(Endpoint::Other, classify);
+    let ep_family = base.and_then(|b| catalog.endpoint_family(b));
+    let ep = base.and_then(|b| catalog.endpoint_class(b));
     if let Some(k) = key {
-        let kind = key_kind(k);
         let mut problems = Vec::new();
         if k != k.trim() {
             problems.push("leading or trailing whitespace");
@@ -162,88 +108,86 @@ pub fn key_endpoint_rules(
                 Some(key_source.to_string()),
             ));
         }
-        let class_msg = match (&ep, kind) {
-            (Endpoint::DashScope(_), KeyKind::Plan) => {
-                Some("a Coding/Token Plan key (sk-sp-) on a pay-as-you-go DashScope endpoint")
-            }
-            (
-                Endpoint::CodingPlan | Endpoint::TokenPlan,
-                KeyKind::DashScope | KeyKind::OpenRouter | KeyKind::OpenAi | KeyKind::Anthropic,
-            ) => Some("a key that is not a plan key (sk-sp-) on a Coding/Token Plan endpoint"),
-            (
-                Endpoint::DashScope(_),
-                KeyKind::OpenRouter | KeyKind::OpenAi | KeyKind::Anthropic,
-            ) => Some("a non-DashScope key on a DashScope endpoint"),
-            (
-                Endpoint::OpenRouter,
-                KeyKind::Plan | KeyKind::DashScope | KeyKind::OpenAi | KeyKind::Anthropic,
-            ) => Some("a non-OpenRouter key on openrouter.ai"),
-            _ => None,
-        };
-        if let Some(what) = class_msg {
-            let fix = match (&ep, kind) {
-                (Endpoint::DashScope(_), KeyKind::Plan) => "use the plan endpoint https://coding-intl.dashscope.aliyuncs.com/v1 (or coding.dashscope.aliyuncs.com for China; token-plan.*.maas.aliyuncs.com for Token Plan), or a pay-as-you-go sk- key".to_string(),
-                (Endpoint::CodingPlan | Endpoint::TokenPlan, KeyKind::DashScope) => "use https://dashscope-intl.aliyuncs.com/compatible-mode/v1 (or the region the key belongs to) for a pay-as-you-go key, or a plan key (sk-sp-)".to_string(),
-                (_, KeyKind::OpenRouter) => "set the base URL to https://openrouter.ai/api/v1".to_string(),
-                _ => format!("use the key issued for {}", base.unwrap_or("this endpoint")),
-            };
+        let key_fams = catalog.key_families(k);
+        let kind = catalog.key_class(k);
+        // A known kind of key on an endpoint that only takes its own kind. Keys on OpenAI are
+        // base-url-default-openai's; local servers take anything.
+        if let (Some(e), Some(kc), Some(ef)) = (ep, kind, ep_family)
+            && kc != e
+            && matches!(e, Class::PayAsYouGo | Class::Plan | Class::Openrouter)
+        {
             out.push(finding(
                 "key-endpoint-class-mismatch",
                 Severity::Error,
-                format!("{what}: expect 401 (key {key_source}, base URL {base_source})"),
-                fix,
+                format!(
+                    "a key of {} on an endpoint of {}: expect 401 (key {key_source}, base URL {base_source})",
+                    key_words(&key_fams),
+                    ef.name
+                ),
+                send_to(&key_fams, || {
+                    format!("use the key issued for {}", base.unwrap_or("this endpoint"))
+                }) + &format!(", or use a key of {}", ef.name),
                 Some(key_source.to_string()),
             ));
         }
-        if ep == Endpoint::OpenAi && !matches!(kind, KeyKind::OpenAi | KeyKind::Unknown) {
+        if ep == Some(Class::Openai)
+            && let (Some(kc), Some(ef)) = (kind, ep_family)
+            && kc != Class::Openai
+        {
+            let host = base.and_then(Url::parse).map_or_else(String::new, |u| u.host().to_owned());
             out.push(finding(
                 "base-url-default-openai",
                 Severity::Error,
-                format!("requests go to api.openai.com ({base_source}) but the key is not an OpenAI key"),
-                match kind {
-                    KeyKind::OpenRouter => "set the base URL to https://openrouter.ai/api/v1".into(),
-                    KeyKind::Plan => "set the base URL to https://coding-intl.dashscope.aliyuncs.com/v1".into(),
-                    _ => "set the base URL to https://dashscope-intl.aliyuncs.com/compatible-mode/v1 (or the key's region)".into(),
-                },
+                format!(
+                    "requests go to {host} ({base_source}) but the key is not a key of {}",
+                    ef.name
+                ),
+                send_to(&key_fams, || {
+                    "set the base URL to the endpoint of the service that issued the key".into()
+                }),
                 Some(base_source.to_string()),
             ));
         }
-        if kind == KeyKind::OpenRouter && ep != Endpoint::OpenRouter && ep != Endpoint::OpenAi {
+        if kind == Some(Class::Openrouter)
+            && ep != Some(Class::Openrouter)
+            && ep != Some(Class::Openai)
+        {
             out.push(finding(
                 "openrouter-base-url",
                 Severity::Error,
                 format!(
-                    "an OpenRouter key (sk-or-) is sent to {} ({base_source})",
+                    "a key of {} is sent to {} ({base_source})",
+                    key_words(&key_fams),
                     base.unwrap_or("the default endpoint")
                 ),
-                "set the base URL to https://openrouter.ai/api/v1".into(),
+                send_to(&key_fams, || "set the base URL to the key's service".into()),
                 Some(base_source.to_string()),
             ));
         }
     }
-    if ep == Endpoint::OpenRouter
-        && base.is_some_and(|b| b.trim_end_matches('/') != "https://openrouter.ai/api/v1")
+    if ep == Some(Class::Openrouter)
+        && let (Some(b), Some(ef)) = (base, ep_family)
+        && !ef.endpoints.iter().any(|e| same_url(&e.base_url, b))
     {
+        let urls: Vec<&str> = ef.endpoints.iter().map(|e| e.base_url.as_str()).collect();
         out.push(finding(
             "openrouter-base-url",
             Severity::Error,
-            format!(
-                "OpenRouter base URL {} is not https://openrouter.ai/api/v1",
-                base.unwrap_or_default()
-            ),
-            "set the base URL to https://openrouter.ai/api/v1".into(),
+            format!("{} base URL {b} is not {}", ef.name, urls.join(" or ")),
+            format!("set the base URL to {}", urls.join(" or ")),
             Some(base_source.to_string()),
         ));
     }
-    if ep == Endpoint::OpenRouter
+    if ep == Some(Class::Openrouter)
+        && let Some(ef) = ep_family
         && let Some(m) = model
         && !m.contains('/')
     {
         out.push(finding(
             "openrouter-model-format",
             Severity::Error,
-            format!("model \"{m}\" is not in OpenRouter's provider/model form"),
-            format!("use e.g. qwen/{m} (see https://openrouter.ai/models)"),
+            format!("model \"{m}\" is not in {}'s provider/model form", ef.name),
+            format!("use e.g. qwen/{m} (the model ids {} lists at GET <base URL>/models)", ef.name),
             None,
         ));
     }
@@ -267,15 +211,21 @@ const UNREAD: &[(&str, &str)] = &[
 
 /// An `envKey` that is not a variable name (a key pasted in its place).
 fn envkey_is_secret(k: &str) -> bool {
-    mask::looks_like_key(k) || k.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+    secrets::looks_like_key(k) || k.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_'))
 }
 
-fn settings_loc(o: &Outcome, path: &[&str]) -> Option<(String, Scope)> {
+fn settings_loc(o: &QwenResolution, path: &[&str]) -> Option<(String, Scope)> {
     o.layers.iter().rev().find_map(|l| l.node.path(path).map(|n| (n.loc.to_string(), l.scope)))
 }
 
 /// The Qwen Code rules. `key_plain` is false when the key is a keychain placeholder.
-pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>) {
+pub fn qwen(
+    o: &QwenResolution,
+    src: &Sources,
+    catalog: &Catalog,
+    key_plain: bool,
+    out: &mut Vec<Finding>,
+) {
     // unresolved-var-reference
     for u in &o.unresolved {
         let used =
@@ -305,6 +255,7 @@ pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>)
     let key_value = o.key.as_ref().map(|(v, _)| v.as_str());
     if o.auth.is_some() && !matches!(o.auth, Some(AuthType::QwenOauth)) {
         key_endpoint_rules(
+            catalog,
             key_value.filter(|_| key_plain),
             o.key_var.as_deref(),
             &key_source,
@@ -314,33 +265,29 @@ pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>)
             out,
         );
     }
-    // Coding vs Token Plan by envKey name (issue #3704).
-    if let (Some(p), Some(base)) = (&o.provider, &o.base_url) {
-        let ep = classify(base);
-        let mismatch = match (p.env_key.as_deref(), &ep) {
-            (Some("BAILIAN_TOKEN_PLAN_API_KEY"), Endpoint::CodingPlan) => {
-                Some("Token Plan key variable on a Coding Plan endpoint")
-            }
-            (Some("BAILIAN_CODING_PLAN_API_KEY"), Endpoint::TokenPlan) => {
-                Some("Coding Plan key variable on a Token Plan endpoint")
-            }
-            _ => None,
-        };
-        if let Some(m) = mismatch {
-            out.push(finding(
-                "key-endpoint-class-mismatch",
-                Severity::Warning,
-                format!(
-                    "{m} ({}): Coding Plan and Token Plan keys are not interchangeable",
-                    p.path()
-                ),
-                format!(
-                    "point {}.baseUrl at the endpoint of the plan the key belongs to",
-                    p.path()
-                ),
-                Some(p.node.loc.to_string()),
-            ));
-        }
+    // One plan's key variable on another plan's endpoint, by envKey name (issue #3704): Coding
+    // Plan and Token Plan keys look alike (both sk-sp-) but are not interchangeable.
+    if let (Some(p), Some(base)) = (&o.provider, &o.base_url)
+        && let Some(var) = p.env_key.as_deref()
+        && let Some(ef) = catalog.endpoint_family(base).filter(|f| f.class == Some(Class::Plan))
+        && let Some(kf) = catalog.of_class(Class::Plan).find(|f| {
+            f.id != ef.id
+                && f.env_keys.iter().any(|k| k == var)
+                && !ef.env_keys.iter().any(|k| k == var)
+        })
+    {
+        out.push(finding(
+            "key-endpoint-class-mismatch",
+            Severity::Warning,
+            format!(
+                "{var} is a key variable of {} on an endpoint of {} ({}): the two plans' keys are not interchangeable",
+                kf.name,
+                ef.name,
+                p.path()
+            ),
+            format!("point {}.baseUrl at the endpoint of the plan the key belongs to", p.path()),
+            Some(p.node.loc.to_string()),
+        ));
     }
 
     // Key missing, envKey unset, local server.
@@ -368,7 +315,10 @@ pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>)
             ));
         }
         if o.key.is_none() {
-            let local = o.base_url.as_deref().is_some_and(|b| classify(b) == Endpoint::Local);
+            let local = o
+                .base_url
+                .as_deref()
+                .is_some_and(|b| catalog.endpoint_class(b) == Some(Class::Local));
             if local {
                 let var = ek.clone().unwrap_or_else(|| t.key_var().to_string());
                 out.push(finding(
@@ -490,11 +440,11 @@ pub fn qwen(o: &Outcome, src: &Sources, key_plain: bool, out: &mut Vec<Finding>)
         }
     }
 
-    env_rules(o, out);
-    plaintext_rules(o, src, out);
+    env_rules(o, catalog, out);
+    plaintext(&secrets::qwen(src), out);
 }
 
-fn workspace_shadow(o: &Outcome, out: &mut Vec<Finding>) {
+fn workspace_shadow(o: &QwenResolution, out: &mut Vec<Finding>) {
     let Some(ws) = o.layers.iter().find(|l| l.scope == Scope::Workspace) else { return };
     let Some(ws_mp) = ws.node.get("modelProviders").and_then(Node::as_object) else { return };
     for l in o.layers.iter().filter(|l| l.scope < Scope::Workspace) {
@@ -529,7 +479,7 @@ fn workspace_shadow(o: &Outcome, out: &mut Vec<Finding>) {
     }
 }
 
-fn env_rules(o: &Outcome, out: &mut Vec<Finding>) {
+fn env_rules(o: &QwenResolution, catalog: &Catalog, out: &mut Vec<Finding>) {
     let sensitive = |name: &str| mask::is_secret_name(name);
     for name in &o.read_vars {
         let cands = o.env.cands(name);
@@ -610,7 +560,9 @@ fn env_rules(o: &Outcome, out: &mut Vec<Finding>) {
     // openai-org-header
     for name in ["OPENAI_ORG_ID", "OPENAI_PROJECT_ID"] {
         if o.env.nonempty(name).is_some()
-            && o.base_url.as_deref().is_some_and(|b| classify(b) != Endpoint::OpenAi)
+            && o.base_url
+                .as_deref()
+                .is_some_and(|b| catalog.endpoint_class(b) != Some(Class::Openai))
         {
             out.push(finding(
                 "openai-org-header",
@@ -626,76 +578,51 @@ fn env_rules(o: &Outcome, out: &mut Vec<Finding>) {
     }
 }
 
-fn plaintext_rules(o: &Outcome, src: &Sources, out: &mut Vec<Finding>) {
-    let mut files_with_secrets: Vec<(String, Option<u32>)> = Vec::new();
-    // Settings: env block and security.auth.apiKey.
-    for l in &o.layers {
-        let Ok(raw) = &l.file.parsed else { continue };
-        let mut hits: Vec<(String, String)> = Vec::new();
-        if let Some(env) = raw.get("env").and_then(Node::as_object) {
-            for (k, v) in env {
-                if let Some(s) = v.as_str()
-                    && mask::is_literal_key(k, s)
-                {
-                    hits.push((format!("env.{k}"), v.loc.to_string()));
-                }
-            }
-        }
-        if let Some(v) = raw.path(&["security", "auth", "apiKey"])
-            && let Some(s) = v.as_str()
-            && !s.contains('$')
-            && !s.is_empty()
-        {
-            hits.push(("security.auth.apiKey".into(), v.loc.to_string()));
-        }
-        for (path, loc) in &hits {
-            let name = path.strip_prefix("env.").unwrap_or("OPENAI_API_KEY");
-            out.push(finding(
-                "plaintext-secret",
-                Severity::Warning,
-                format!("a literal key in {path} ({} settings)", l.scope.name()),
-                format!("qwen-env key import --scrub (stores it as {name} in the keychain and removes {path} from {})", l.file.label),
-                Some(loc.clone()),
-            ));
-        }
-        if !hits.is_empty() {
-            files_with_secrets.push((l.file.label.to_string(), l.file.mode));
-        }
-    }
-    let env_files = src.qwen.project_env.iter().chain(src.qwen.home_envs.iter());
-    for f in env_files {
-        env_file_plaintext(f, &mut files_with_secrets, out);
-    }
-    permission_rules(&files_with_secrets, out);
-}
-
-/// `plaintext-secret` for each literal key in a `.env` file; records the file when it has any.
-pub fn env_file_plaintext(
-    f: &crate::sources::EnvFile,
-    files_with_secrets: &mut Vec<(String, Option<u32>)>,
-    out: &mut Vec<Finding>,
-) {
-    let mut any = false;
-    for e in f.entries.iter().filter(|e| mask::is_literal_key(&e.key, &e.value)) {
-        any = true;
-        out.push(finding(
-            "plaintext-secret",
-            Severity::Warning,
-            format!("a literal key {} in {}", e.key, f.label),
-            format!(
-                "qwen-env key import --scrub (stores {} in the keychain and deletes line {} of {})",
-                e.key, e.line, f.label
+/// `plaintext-secret` for each literal the secrets scanner found, then
+/// `secret-file-permissions` for the files holding them.
+pub fn plaintext(hits: &[Hit], out: &mut Vec<Finding>) {
+    let mut files: Vec<(String, Option<u32>)> = Vec::new();
+    for h in hits {
+        let (label, name) = (&h.label, &h.name);
+        let (message, fix) = match (&h.place, h.kind) {
+            (Place::Line(line), _) => (
+                format!("a literal key {name} in {label}"),
+                format!(
+                    "qwen-env key import --scrub (stores {name} in the keychain and deletes line {line} of {label})"
+                ),
             ),
-            Some(format!("{}:{}", f.label, e.line)),
-        ));
+            (Place::Member { path, .. }, FileKind::Settings(scope)) => (
+                match scope {
+                    Some(scope) => format!("a literal key in {path} ({} settings)", scope.name()),
+                    None => format!("a literal key in {path} ({label})"),
+                },
+                format!(
+                    "qwen-env key import --scrub (stores it as {name} in the keychain and removes {path} from {label})"
+                ),
+            ),
+            (Place::Member { path, .. }, FileKind::OpenClawProfiles) => (
+                format!("a literal key in {label} {path}"),
+                format!(
+                    "qwen-env key import (stores it as {name} in the keychain), then run openclaw doctor --fix and delete {label}"
+                ),
+            ),
+            (Place::Member { path, .. }, FileKind::OpenClawConfig | FileKind::DotEnv) => (
+                format!("a literal key in {label} {path}"),
+                format!(
+                    "qwen-env key import --scrub (stores it as {name} in the keychain and removes {path} from {label})"
+                ),
+            ),
+        };
+        out.push(finding("plaintext-secret", Severity::Warning, message, fix, Some(h.position())));
+        if !files.iter().any(|(l, _)| **l == **label) {
+            files.push((label.to_string(), h.mode));
+        }
     }
-    if any {
-        files_with_secrets.push((f.label.to_string(), f.mode));
-    }
+    permission_rules(&files, out);
 }
 
 /// `secret-file-permissions` for files that hold a secret.
-pub fn permission_rules(files: &[(String, Option<u32>)], out: &mut Vec<Finding>) {
+fn permission_rules(files: &[(String, Option<u32>)], out: &mut Vec<Finding>) {
     for (label, mode) in files {
         if let Some(m) = mode
             && m & 0o077 != 0
@@ -733,26 +660,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_and_keys() {
-        assert_eq!(
-            classify("https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
-            Endpoint::DashScope("ap-southeast-1 (Singapore)")
-        );
-        assert_eq!(classify("https://coding-intl.dashscope.aliyuncs.com/v1"), Endpoint::CodingPlan);
-        assert_eq!(
-            classify("https://token-plan.cn-beijing.maas.aliyuncs.com/compatible-mode/v1"),
-            Endpoint::TokenPlan
-        );
-        assert_eq!(classify("http://127.0.0.1:8080/v1"), Endpoint::Local);
-        assert_eq!(classify("http://[::1]:8080/v1"), Endpoint::Local);
-        assert_eq!(host_of("https://user:pw@Example.COM:443/x"), Some("example.com".into()));
-        assert_eq!(key_kind("sk-sp-abc"), KeyKind::Plan);
-        assert_eq!(key_kind("sk-0123456789abcdef0123456789abcdef"), KeyKind::DashScope);
-        assert_eq!(key_kind("sk-or-v1-xyz"), KeyKind::OpenRouter);
-        assert_eq!(key_kind("sk-proj-xyz"), KeyKind::OpenAi);
-    }
-
-    #[test]
     fn suffix_rule() {
         let mut f = Vec::new();
         base_url_rules("https://x/v1/chat/completions", "s", &mut f);
@@ -767,6 +674,7 @@ mod tests {
     fn key_format_rule_never_leaks() {
         let mut f = Vec::new();
         key_endpoint_rules(
+            &Catalog::builtin(),
             Some("Bearer sk-secretvalue123"),
             Some("K"),
             "env K",

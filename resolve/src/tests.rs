@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use qwen_env_proto::{CallerContext, Resolution, Severity};
 
 use crate::mask;
-use crate::{Config, KeyMeta, KeychainView, Params, Plan, SourceCache, resolve};
+use crate::{Catalog, Config, KeyMeta, KeychainView, Params, Plan, SourceCache, resolve};
 
 const DS_KEY: &str = "sk-0123456789abcdef0123456789abcdef";
 const DS_KEY2: &str = "sk-fedcba9876543210fedcba9876543210";
@@ -90,6 +90,7 @@ struct Run<'a> {
     variables: &'a [String],
     keychain: KeychainView,
     config: Config,
+    catalog: Catalog,
 }
 
 impl Default for Run<'_> {
@@ -102,6 +103,7 @@ impl Default for Run<'_> {
             variables: &[],
             keychain: KeychainView::default(),
             config: Config::default(),
+            catalog: Catalog::builtin(),
         }
     }
 }
@@ -118,6 +120,7 @@ fn go(t: &Tree, caller: &CallerContext, r: &Run<'_>) -> (Resolution, Plan) {
         variables: r.variables,
         keychain: &r.keychain,
         config: &r.config,
+        catalog: &r.catalog,
         now: 2_000,
     };
     let out = resolve(&src, &p);
@@ -742,6 +745,7 @@ fn key_age_and_silence() {
         variables: &[],
         keychain: &r.keychain,
         config: &r.config,
+        catalog: &r.catalog,
         now: 10 * 86_400,
     };
     let (res, _) = resolve(&src, &params);
@@ -784,6 +788,7 @@ fn cache_reuses_and_notices_changes() {
     assert_eq!(first, 4);
     let keychain = KeychainView::default();
     let config = Config::default();
+    let catalog = Catalog::builtin();
     let params = Params {
         caller: &c,
         home: &t.home,
@@ -794,6 +799,7 @@ fn cache_reuses_and_notices_changes() {
         variables: &[],
         keychain: &keychain,
         config: &config,
+        catalog: &catalog,
         now: 0,
     };
     let n = 200;
@@ -816,4 +822,187 @@ fn cache_reuses_and_notices_changes() {
     std::fs::write(t.home.join("p/.env"), "A=2\n").unwrap();
     let _ = cache.load(&c, &t.home);
     assert_eq!(cache.parses(), first + 1);
+}
+
+const GATEWAY: &str = "https://llm-gateway.corp.example/plan/v1";
+const CORP_FAMILY: &str = "[[family]]\nid = \"corp-plan\"\nname = \"Corp coding plan\"\nkey_prefixes = [\"sk-sp-\"]\nclass = \"plan\"\n[[family.endpoint]]\nregion = \"corp\"\nbase_url = \"https://llm-gateway.corp.example/plan/v1\"\n";
+
+#[test]
+fn a_config_family_changes_what_the_static_rules_say() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    t.write(".qwen/settings.json", &provider_settings("m", "DASHSCOPE_API_KEY", GATEWAY));
+    let c = t.caller(&p, &["qwen"], &[("DASHSCOPE_API_KEY", DS_KEY)]);
+    let mismatch = |r: &Resolution| {
+        r.findings.iter().find(|f| f.code == "key-endpoint-class-mismatch").cloned()
+    };
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(mismatch(&r).is_none(), "an unknown host says nothing: {:?}", r.findings);
+    let config = Config::parse(CORP_FAMILY).unwrap();
+    let with_corp =
+        || Run { catalog: Catalog::builtin().with_overrides(&config.family), ..Run::default() };
+    let (r, _) = go(&t, &c, &with_corp());
+    let f = mismatch(&r).expect("the config's family makes the gateway a plan endpoint");
+    assert!(f.message.contains("on an endpoint of Corp coding plan"), "{f:?}");
+    assert!(f.message.contains("Alibaba Model Studio (pay-as-you-go)"), "{f:?}");
+    assert!(f.fix.contains(INTL), "the fix names the key's own endpoints: {f:?}");
+    // OpenClaw's rules read the same catalogue.
+    t.write(
+        ".openclaw/openclaw.json",
+        &format!("{{ models: {{ providers: {{ qwen: {{ baseUrl: '{GATEWAY}' }} }} }} }}"),
+    );
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(mismatch(&r).is_none(), "{:?}", r.findings);
+    let (r, _) = go(&t, &c, &with_corp());
+    assert!(mismatch(&r).is_some(), "{:?}", r.findings);
+}
+
+#[test]
+fn one_plans_key_variable_on_the_other_plans_endpoint() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let coding = "https://coding-intl.dashscope.aliyuncs.com/v1";
+    t.write(".qwen/settings.json", &provider_settings("m", "BAILIAN_TOKEN_PLAN_API_KEY", coding));
+    let c =
+        t.caller(&p, &["qwen"], &[("BAILIAN_TOKEN_PLAN_API_KEY", "sk-sp-planplanplanplan1234")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    let f = r.findings.iter().find(|f| f.code == "key-endpoint-class-mismatch").unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message.contains("Alibaba Token Plan") && f.message.contains("Alibaba Coding Plan"),
+        "{f:?}"
+    );
+    // The right variable on that endpoint is fine.
+    t.write(".qwen/settings.json", &provider_settings("m", "BAILIAN_CODING_PLAN_API_KEY", coding));
+    let c =
+        t.caller(&p, &["qwen"], &[("BAILIAN_CODING_PLAN_API_KEY", "sk-sp-planplanplanplan1234")]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(serious(&r).is_empty(), "{:?}", r.findings);
+}
+
+/// `key import` and `doctor` take their literals from the one scanner: whatever import would
+/// take from a tool's files, that tool's doctor reports, at the same place.
+#[test]
+fn every_literal_key_import_takes_is_reported_by_doctor() {
+    let t = Tree::new();
+    let p = t.dir("work/p");
+    // Qwen Code: user settings (env block and security.auth.apiKey), an untrusted workspace's
+    // settings (folder trust on), the project .env and ~/.env.
+    t.write(
+        ".qwen/settings.json",
+        &format!(
+            r#"{{ "security": {{ "folderTrust": {{ "enabled": true }}, "auth": {{ "selectedType": "openai", "apiKey": "sk-apikey000000000000000003" }} }},
+                 "env": {{ "OPENROUTER_API_KEY": "sk-or-v1-routerrouter9876", "EDITOR": "vi" }},
+                 "modelProviders": {{ "openai": [ {{ "id": "m", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}" }} ] }},
+                 "model": {{ "name": "m" }} }}"#
+        ),
+    );
+    t.write(
+        "work/p/.qwen/settings.json",
+        r#"{ "env": { "MY_TOKEN": "tok-0123456789abcdef0123456789" } }"#,
+    );
+    t.write("work/p/.env", &format!("# keys\nDASHSCOPE_API_KEY={DS_KEY}\nLOG=debug\n"));
+    t.write(".env", "OTHER_SECRET=hunter2hunter2\n");
+    // OpenClaw: a qwen apiKey that an env key outranks (doctor used to stay silent about it),
+    // another provider's key, an env.vars key, its .env and a legacy auth-profiles file.
+    t.write(
+        ".openclaw/openclaw.json",
+        &format!(
+            "{{ env: {{ vars: {{ MOONSHOT_API_KEY: 'sk-moonmoonmoonmoon0001' }} }},\n models: {{ providers: {{ qwen: {{ baseUrl: '{INTL}', apiKey: 'sk-openclaw00000000000000004' }},\n openrouter: {{ apiKey: 'sk-or-v1-openclawrouter0005' }} }} }} }}"
+        ),
+    );
+    t.write(".openclaw/.env", &format!("QWEN_API_KEY={DS_KEY2}\n"));
+    t.write(
+        ".openclaw/agents/main/agent/auth-profiles.json",
+        r#"{ "profiles": { "qwen:default": { "provider": "qwen", "key": "sk-legacy000000000000000006" } } }"#,
+    );
+
+    for (argv, env) in [(["qwen"], &[][..]), (["openclaw"], &[("QWEN_API_KEY", DS_KEY)][..])] {
+        let c = t.caller(&p, &argv, env);
+        let src = SourceCache::default().load(&c, &t.home);
+        let qwen_files: Vec<PathBuf> = {
+            let q = &src.qwen;
+            let settings = [&q.system_defaults, &q.user, &q.workspace, &q.system];
+            settings
+                .into_iter()
+                .flatten()
+                .map(|f| f.path.clone())
+                .chain(q.project_env.iter().chain(&q.home_envs).map(|f| f.path.clone()))
+        }
+        .collect();
+        let oc_files: Vec<PathBuf> = {
+            let o = &src.openclaw;
+            o.config
+                .iter()
+                .chain(&o.legacy_auth_profiles)
+                .map(|f| f.path.clone())
+                .chain(o.cwd_env.iter().chain(&o.state_env).map(|f| f.path.clone()))
+        }
+        .collect();
+        let tool_files = if argv[0] == "qwen" { &qwen_files } else { &oc_files };
+        let literals: Vec<_> = crate::import::scan(&src)
+            .into_iter()
+            .filter(|l| tool_files.contains(&l.file))
+            .collect();
+        assert!(literals.len() >= 4, "{}: the tree holds literals: {literals:?}", argv[0]);
+        let (r, _) = go(&t, &c, &Run { as_is: false, ..Run::default() });
+        let plaintext: Vec<_> =
+            r.findings.iter().filter(|f| f.code == "plaintext-secret").collect();
+        for lit in &literals {
+            // `file:line`, or `position key.path` for a JSON member.
+            let (at, what) = lit.location.split_once(' ').unwrap_or((&lit.location, &lit.name));
+            assert!(
+                plaintext
+                    .iter()
+                    .any(|f| f.location.as_deref() == Some(at) && f.message.contains(what)),
+                "{}: key import takes {} ({}) but doctor does not report it: {plaintext:#?}",
+                argv[0],
+                lit.name,
+                lit.location
+            );
+        }
+    }
+}
+
+/// How many times `qwen::resolve` runs for one `resolve` call.
+fn runs(t: &Tree, c: &CallerContext, r: &Run<'_>) -> (u32, Plan) {
+    crate::resolve::QWEN_RUNS.with(|n| n.set(0));
+    let (_, plan) = go(t, c, r);
+    (crate::resolve::QWEN_RUNS.with(std::cell::Cell::get), plan)
+}
+
+#[test]
+fn the_keychain_overlay_resolves_at_most_twice_unless_a_key_completes_the_triple() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let injected = |plan: &Plan| -> Vec<String> {
+        plan.inject_as.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    };
+    // As is: once.
+    let c = t.caller(&p, &["qwen"], &[]);
+    let keychain = kc(&[("OPENAI_API_KEY", DS_KEY)]);
+    assert_eq!(runs(&t, &c, &Run { keychain: keychain.clone(), ..Run::default() }).0, 1);
+    // No auth type, and the keychain's OPENAI_API_KEY does not complete the triple: tried once,
+    // then dropped again (the resolution without it is reused, not redone).
+    let (n, plan) = runs(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!((n, injected(&plan)), (2, Vec::<String>::new()));
+    // An auth type and a provider envKey: as is, then with the key.
+    t.write(".qwen/settings.json", &provider_settings("m", "DASHSCOPE_API_KEY", INTL));
+    let keychain = kc(&[("DASHSCOPE_API_KEY", DS_KEY), ("OPENAI_API_KEY", DS_KEY2)]);
+    let (n, plan) =
+        runs(&t, &c, &Run { as_is: false, keychain: keychain.clone(), ..Run::default() });
+    assert_eq!((n, injected(&plan)), (2, vec!["DASHSCOPE_API_KEY".to_string()]));
+    // The one chain that needs a third: the keychain's OPENAI_API_KEY completes the inference
+    // triple, and only then does a provider entry name the variable the key is read from.
+    t.write(
+        ".qwen/settings.json",
+        &format!(
+            r#"{{ "modelProviders": {{ "openai": [ {{ "id": "m", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}" }} ] }} }}"#
+        ),
+    );
+    let c = t.caller(&p, &["qwen"], &[("OPENAI_MODEL", "m"), ("OPENAI_BASE_URL", INTL)]);
+    let (n, plan) = runs(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!(n, 3);
+    assert_eq!(injected(&plan), ["OPENAI_API_KEY", "DASHSCOPE_API_KEY"]);
 }

@@ -380,3 +380,43 @@ fn a_malformed_settings_file_is_a_finding_with_a_position() {
     assert_eq!(std::fs::read(proj.join(".qwen/settings.json")).unwrap(), before);
     env.ok(&["status"]);
 }
+
+#[test]
+fn a_family_in_config_toml_changes_what_the_static_rules_say() {
+    let (env, proj) = project();
+    let gateway = "https://llm-gateway.corp.example/plan/v1";
+    user_settings(
+        &env,
+        &format!(
+            r#"{{ "modelProviders": {{ "openai": [ {{ "id": "m", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{gateway}" }} ] }},
+                 "security": {{ "auth": {{ "selectedType": "openai" }} }}, "model": {{ "name": "m" }} }}"#
+        ),
+    );
+    let key = ("DASHSCOPE_API_KEY", "sk-0123456789abcdef0123456789abcdef");
+    let doctor = |args: &[&str]| json_in(&env, &proj, args, &[key]);
+    let mismatch = "key-endpoint-class-mismatch".to_owned();
+    let before = doctor(&["doctor", "--json"]);
+    assert!(!codes(&before["findings"]).contains(&mismatch), "{before:#}");
+    env.write_config(&format!(
+        "[[family]]\nid = \"corp-plan\"\nname = \"Corp coding plan\"\nkey_prefixes = [\"sk-sp-\"]\nclass = \"plan\"\n[[family.endpoint]]\nregion = \"corp\"\nbase_url = \"{gateway}\"\n"
+    ));
+    let after = doctor(&["doctor", "--json"]);
+    let f = after["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "key-endpoint-class-mismatch")
+        .unwrap_or_else(|| panic!("the config's family is not used: {after:#}"));
+    assert!(f["message"].as_str().unwrap().contains("Corp coding plan"), "{f:#}");
+    assert!(!after.to_string().contains(key.1), "secret echoed");
+    // explain --json reports the same finding, and OpenClaw's rules use the same catalogue.
+    let explained = doctor(&["explain", "--json"]);
+    assert!(codes(&explained["findings"]).contains(&mismatch), "{explained:#}");
+    write(
+        &env.home.join(".openclaw/openclaw.json"),
+        &format!("{{ models: {{ providers: {{ qwen: {{ baseUrl: '{gateway}' }} }} }} }}"),
+    );
+    let oc =
+        json_in(&env, &proj, &["doctor", "--json", "--", "openclaw"], &[("QWEN_API_KEY", key.1)]);
+    assert!(codes(&oc["findings"]).contains(&mismatch), "{oc:#}");
+}
