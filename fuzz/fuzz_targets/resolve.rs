@@ -17,7 +17,9 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use qwen_env_proto::CallerContext;
-use qwen_env_resolve::{Config, KeyMeta, KeychainView, Params, SourceCache, mask, resolve};
+use qwen_env_resolve::{
+    Catalog, Config, KeyMeta, KeychainView, Params, SourceCache, mask, resolve,
+};
 
 /// Secrets planted by the harness; `{n}` distinguishes them.
 const MARKER: &str = "FZSECRET";
@@ -281,6 +283,7 @@ fuzz_target!(|inp: Input| {
     }
 
     let src = SourceCache::default().load(&caller, &s.home);
+    let catalog = Catalog::builtin();
     let params = Params {
         caller: &caller,
         home: &s.home,
@@ -291,6 +294,7 @@ fuzz_target!(|inp: Input| {
         variables: &variables,
         keychain: &keychain,
         config: &config,
+        catalog: &catalog,
         now: 2_000_000_000,
     };
     let (resolution, plan) = resolve(&src, &params);

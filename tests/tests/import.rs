@@ -356,3 +356,60 @@ fn scrub_creates_exclusively_and_syncs_file_and_directory() {
     let fd = lines[d].rsplit("= ").next().unwrap().split_whitespace().next().unwrap();
     assert!(fsync_after(d, fd).is_some(), "the directory was not synced:\n{text}");
 }
+
+/// The literals `key import` takes are the ones `doctor` reports (one scanner): for each imported
+/// location, the tool whose file it is has a `plaintext-secret` there.
+#[test]
+fn every_literal_key_import_takes_is_reported_by_doctor() {
+    let env = TestEnv::new();
+    let proj = env.home.join("proj");
+    write(&env.home.join(".qwen/settings.json"), &settings_text());
+    write(&proj.join(".env"), &format!("DASHSCOPE_API_KEY={DS}\n"));
+    // A qwen apiKey that the exported QWEN_API_KEY outranks, and another provider's key:
+    // `doctor -- openclaw` used to stay silent about both.
+    write(
+        &env.home.join(".openclaw/openclaw.json"),
+        &format!(
+            "{{ models: {{ providers: {{ qwen: {{ apiKey: '{OC}', baseUrl: 'https://dashscope-intl.aliyuncs.com/compatible-mode/v1' }},\n openrouter: {{ apiKey: 'sk-or-v1-openclawrouter0005' }} }} }} }}\n"
+        ),
+    );
+    write(&env.home.join(".openclaw/.env"), "MOONSHOT_API_KEY=sk-moonmoonmoonmoon0001\n");
+    let exported = [("QWEN_API_KEY", "sk-exported000000000000000007")];
+    let json = |args: &[&str]| -> Value {
+        let out = env.client(args).current_dir(&proj).envs(exported).output().unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{}", describe(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
+    };
+    let imported = json(&["key", "import", "--json"]);
+    let items = imported["imported"].as_array().unwrap();
+    assert!(items.len() >= 6, "{imported:#}");
+    let qwen = json(&["doctor", "--json"]);
+    let openclaw = json(&["doctor", "--json", "--", "openclaw"]);
+    let reported = |doc: &Value, at: &str, what: &str| {
+        doc["findings"].as_array().unwrap().iter().any(|f| {
+            f["code"] == "plaintext-secret"
+                && f["location"] == at
+                && f["message"].as_str().unwrap().contains(what)
+        })
+    };
+    for item in items {
+        let location = item["location"].as_str().unwrap();
+        let name = item["name"].as_str().unwrap();
+        // `file:line`, or `position key.path` for a JSON member.
+        let (at, what) = location.split_once(' ').unwrap_or((location, name));
+        let tools: Vec<(&str, &Value)> = if location.contains("/.openclaw/") {
+            vec![("openclaw", &openclaw)]
+        } else if location.contains("/proj/.env") {
+            vec![("qwen", &qwen), ("openclaw", &openclaw)]
+        } else {
+            vec![("qwen", &qwen)]
+        };
+        for (tool, doc) in tools {
+            assert!(
+                reported(doc, at, what),
+                "key import takes {name} at {location}; doctor -- {tool} does not report it: {doc:#}"
+            );
+        }
+    }
+    assert!(!format!("{qwen}{openclaw}{imported}").contains(OC), "a secret was printed");
+}
