@@ -40,18 +40,10 @@ pub fn is_literal_in_key_member(value: &str) -> bool {
 
 /// Whether a value looks like an API key rather than a name, a URL or a placeholder.
 pub fn looks_like_key(value: &str) -> bool {
+    // The same judgement as for a key pasted into a displayed value (`keys_in`), applied to the
+    // whole value: model ids (`qwen3-coder-480b-a35b-instruct`) are short runs, not keys.
     let v = value.trim();
-    if v.len() < 16 || v.contains("://") || v.contains(char::is_whitespace) {
-        return false;
-    }
-    if v.starts_with("sk-") || v.starts_with("sk_") || v.starts_with("AIza") {
-        return true;
-    }
-    // Long mixed strings with digits are keys; env-var names are upper case, digits and `_`.
-    let is_name = v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    let has_digit = v.chars().any(|c| c.is_ascii_digit());
-    let has_alpha = v.chars().any(|c| c.is_ascii_alphabetic());
-    !is_name && has_digit && has_alpha && v.len() >= 24
+    !v.contains("://") && !v.contains(char::is_whitespace) && keys_in(v).first() == Some(&v)
 }
 
 /// What kind of file a literal is in, for the words of a finding.
