@@ -53,6 +53,9 @@ pub struct Assessment {
     pub target: Option<Target>,
     /// Every file whose change can change this assessment.
     pub watched: Vec<PathBuf>,
+    /// Why the key must not leave (the gate's `untrusted-endpoint`), whatever the config
+    /// silences: `run` refuses on it.
+    pub refusal: Option<Finding>,
 }
 
 /// Resolver, key store, verifier and watcher, behind one entry point.
@@ -120,11 +123,12 @@ impl Engine {
     /// endpoint, so it never probes.
     pub async fn assess(&self, ask: &Ask<'_>, probes: Probes) -> Assessment {
         let view = self.keys.view().await;
-        let Resolved { mut resolution, plan, watched, project, sources } =
+        let Resolved { mut resolution, plan, watched, project, proxy, sources } =
             self.resolver.resolve(ask, &view, self.keys.durable());
         let catalog = self.resolver.catalog();
         let mut target = verify::target(&resolution, &plan);
         let mut extra = Vec::new();
+        let mut refusal = None;
         if let Some(t) = &mut target {
             // The gate: may this key go to this base URL (by probe, or through `run`)?
             let key = gate::Key {
@@ -134,20 +138,26 @@ impl Engine {
                     KeyRef::Keychain(_) => None,
                 },
             };
-            t.clearance = gate::clear(&catalog, &t.base, &key, || {
-                project.is_empty() || self.chosen_by_user(ask, &view, sources, t) || {
-                    self.trust.covers(&project)
-                }
+            let trusted = std::cell::OnceCell::new();
+            let trusted = || *trusted.get_or_init(|| self.trust.covers(&project));
+            let verdict = gate::clear(&catalog, &t.base, &key, || {
+                project.is_empty() || self.chosen_by_user(ask, &view, sources, t) || trusted()
             });
-            if t.clearance.is_none() && gate::clear(&catalog, &t.base, &key, || true).is_some() {
-                extra.push(gate::untrusted(
+            t.clearance = verdict.clearance();
+            if verdict == gate::Verdict::Untrusted {
+                refusal = Some(gate::untrusted(
                     &t.base,
                     &t.base_source,
                     &t.key_source,
                     &project,
                     &ask.caller.cwd,
                 ));
+            } else if let Some(proxy) = proxy.as_deref().filter(|_| !trusted()) {
+                // The tool sends everything through this proxy, whatever the base URL. The
+                // daemon's own probes use its own environment, so only `run` is at stake.
+                refusal = Some(gate::untrusted_proxy(proxy, &t.key_source, &ask.caller.cwd));
             }
+            extra.extend(refusal.clone());
         }
         if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
             match probes {
@@ -161,7 +171,7 @@ impl Engine {
             all.extend(extra);
             resolution.findings = qwen_env_resolve::rules::finish(all, &self.resolver.silenced());
         }
-        Assessment { resolution, plan, target, watched }
+        Assessment { resolution, plan, target, watched, refusal }
     }
 
     /// Whether the project's own files left out, the same key still goes to the same base URL:
@@ -222,13 +232,9 @@ impl Engine {
             profile: run.profile.as_deref(),
             variables: &[],
         };
-        let Assessment { resolution, plan, target, .. } = self.answer(&ask, Probes::Cached).await;
-        // A keychain key the child would send where the gate refused: do not hand it over.
-        if let Some(t) = target.filter(|t| t.clearance.is_none())
-            && let KeyRef::Keychain(name) = &t.key
-            && plan.inject_as.iter().any(|(n, _)| n == name)
-            && let Some(f) = resolution.findings.iter().find(|f| f.code == gate::UNTRUSTED)
-        {
+        let Assessment { resolution, plan, refusal, .. } = self.answer(&ask, Probes::Cached).await;
+        // A keychain key the tool would send where the gate refused: do not hand it over.
+        if let Some(f) = refusal.filter(|_| !plan.inject_as.is_empty()) {
             return Err(RequestError::Refused(format!(
                 "not started: {}\n  fix: {}",
                 f.message, f.fix

@@ -41,20 +41,49 @@ pub struct Key<'a> {
     pub text: Option<&'a str>,
 }
 
-/// Clears `base` for `key` when it is an endpoint of the key's provider in the catalogue, or
-/// when `chosen_by_user` says the user (not the project) chose it. `chosen_by_user` is only
-/// called when the catalogue does not decide: it may resolve again or read files.
+/// The gate's word on one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The key may go there.
+    Cleared(Clearance),
+    /// The user's own files name it, but it is not an http(s) URL the daemon could send to: no
+    /// probe; the tool will fail on it by itself.
+    NotAUrl,
+    /// The directory's own files chose it and the user has not trusted them: no probe, no `run`.
+    Untrusted,
+}
+
+impl Verdict {
+    /// The clearance, when there is one.
+    pub fn clearance(&self) -> Option<Clearance> {
+        match self {
+            Self::Cleared(c) => Some(c.clone()),
+            Self::NotAUrl | Self::Untrusted => None,
+        }
+    }
+}
+
+/// Judges `base` for `key`: cleared when it is an endpoint of the key's provider in the
+/// catalogue, or when `chosen_by_user` says the user (not the project) chose it. Fails closed:
+/// a base URL the project chose is untrusted even when it does not parse (the tool's own URL
+/// parser may read it differently). `chosen_by_user` is only called when the catalogue does not
+/// decide: it may resolve again or read files.
 pub fn clear(
     catalog: &Catalog,
     base: &str,
     key: &Key<'_>,
     chosen_by_user: impl FnOnce() -> bool,
-) -> Option<Clearance> {
-    Url::parse(base)?;
-    if is_providers_endpoint(catalog, base, key) || chosen_by_user() {
-        return Some(Clearance { anchor: base.to_owned() });
+) -> Verdict {
+    let parsed = Url::parse(base).is_some();
+    let cleared = || Verdict::Cleared(Clearance { anchor: base.to_owned() });
+    if parsed && is_providers_endpoint(catalog, base, key) {
+        return cleared();
     }
-    None
+    match (chosen_by_user(), parsed) {
+        (true, true) => cleared(),
+        (true, false) => Verdict::NotAUrl,
+        (false, _) => Verdict::Untrusted,
+    }
 }
 
 /// Clears a catalogue endpoint itself: `key set` tries the endpoints of the families the key
@@ -87,6 +116,26 @@ pub fn may_travel(base: &str) -> bool {
 
 /// The finding code of a refused destination.
 pub const UNTRUSTED: &str = "untrusted-endpoint";
+
+/// The finding for a proxy that the directory's own files set: every request of the tool, the
+/// key included, goes through it.
+pub fn untrusted_proxy(proxy_source: &str, key_source: &str, cwd: &str) -> Finding {
+    Finding {
+        code: UNTRUSTED.to_owned(),
+        severity: Severity::Error,
+        message: format!(
+            "this directory's own files set the proxy the tool sends every request through \
+             ({proxy_source}), the key ({key_source}) included, and you have not trusted them: \
+             `run` will not inject the key"
+        ),
+        fix: format!(
+            "if that proxy is yours, trust this directory: qwen-env trust {cwd} (trust lapses \
+             when those files change); otherwise remove it from {proxy_source}"
+        ),
+        location: Some(proxy_source.to_owned()),
+        evidence: None,
+    }
+}
 
 /// The finding for a destination the gate refused.
 pub fn untrusted(
@@ -123,20 +172,31 @@ mod tests {
     #[test]
     fn catalogue_endpoints_of_the_keys_provider_pass_and_nothing_else_does_by_itself() {
         let c = Catalog::builtin();
+        let ok = |v: Verdict| matches!(v, Verdict::Cleared(_));
         let ds = Key { variable: Some("DASHSCOPE_API_KEY"), text: None };
         let sg = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
-        assert!(clear(&c, sg, &ds, || false).is_some());
-        assert!(clear(&c, "https://coding.dashscope.aliyuncs.com/v1", &ds, || false).is_some());
+        assert!(ok(clear(&c, sg, &ds, || false)));
+        assert!(ok(clear(&c, "https://coding.dashscope.aliyuncs.com/v1", &ds, || false)));
         // Another provider, or no provider at all: only the user's choice clears it.
-        assert!(clear(&c, "https://openrouter.ai/api/v1", &ds, || false).is_none());
-        assert!(clear(&c, "http://127.0.0.1:9/v1", &ds, || false).is_none());
-        assert!(clear(&c, "http://127.0.0.1:9/v1", &ds, || true).is_some());
+        assert_eq!(clear(&c, "https://openrouter.ai/api/v1", &ds, || false), Verdict::Untrusted);
+        assert_eq!(clear(&c, "http://127.0.0.1:9/v1", &ds, || false), Verdict::Untrusted);
+        assert!(ok(clear(&c, "http://127.0.0.1:9/v1", &ds, || true)));
         // By the key's own prefix when its variable says nothing.
         let or = Key { variable: Some("SOME_KEY"), text: Some("sk-or-v1-0123456789abcdef") };
-        assert!(clear(&c, "https://openrouter.ai/api/v1", &or, || false).is_some());
-        assert!(clear(&c, sg, &or, || false).is_none());
-        // Not a URL: never.
-        assert!(clear(&c, "dashscope", &ds, || true).is_none());
+        assert!(ok(clear(&c, "https://openrouter.ai/api/v1", &or, || false)));
+        assert_eq!(clear(&c, sg, &or, || false), Verdict::Untrusted);
+        // Not a URL we can parse: never sent; untrusted when the project chose it.
+        assert_eq!(clear(&c, "dashscope", &ds, || true), Verdict::NotAUrl);
+        assert_eq!(clear(&c, "dashscope", &ds, || false), Verdict::Untrusted);
+        // Spellings that a WHATWG parser (the tool's, and ours) reads as another host.
+        for sneaky in [
+            "http://127.0.0.1:18199\\@dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "https://evil.example\\@dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "HTTPS://evil.example/compatible-mode/v1",
+            " https://evil.example/v1",
+        ] {
+            assert_eq!(clear(&c, sneaky, &ds, || false), Verdict::Untrusted, "{sneaky}");
+        }
     }
 
     #[test]
@@ -147,5 +207,6 @@ mod tests {
         assert!(may_travel("http://[::1]:8080/v1"));
         assert!(!may_travel("http://10.0.0.9:8080/v1"));
         assert!(!may_travel("http://example.com/v1"));
+        assert!(!may_travel("http://127.attacker.example/v1"));
     }
 }

@@ -458,7 +458,7 @@ mod tests {
         // A URL the user chose, but over plain http to another machine: the key stays home.
         let lan = "http://10.0.0.9:8080/v1";
         let key_info = crate::gate::Key { variable: None, text: None };
-        let cleared = crate::gate::clear(&catalog, lan, &key_info, || true).unwrap();
+        let cleared = crate::gate::clear(&catalog, lan, &key_info, || true).clearance().unwrap();
         let r = prober.probe(&catalog, &cleared, lan, ProbeKind::Models, key, true).await;
         assert_eq!(r.outcome, Outcome::Refused);
     }

@@ -46,6 +46,9 @@ pub struct Resolved {
     /// The project's own files among those read: the ones a cloned repository controls
     /// (workspace settings, a `.env` found by the walk-up, OpenClaw's cwd `.env`).
     pub project: Vec<PathBuf>,
+    /// Where the project's own files set the proxy the tool sends its requests through
+    /// (`file:line VAR` or `file proxy`), if they do.
+    pub proxy: Option<String>,
     /// The sources it was resolved from, for [`Resolver::resolve_as_user`].
     pub sources: Sources,
 }
@@ -162,7 +165,8 @@ impl Resolver {
         let mut watched = sources.watched.clone();
         watched.push(config_path);
         let project = project_files(&sources);
-        Resolved { resolution, plan, watched, project, sources }
+        let proxy = project_proxy(&sources, &caller);
+        Resolved { resolution, plan, watched, project, proxy, sources }
     }
 
     /// The same question with the project's own files left out: what the user's files, the
@@ -293,6 +297,34 @@ fn inside_project(sources: &Sources, path: &Path) -> bool {
     !sources.cwd_is_home
         && path.starts_with(&sources.cwd)
         && !sources.home.starts_with(&sources.cwd)
+}
+
+/// The variables Qwen Code takes its proxy from, after `--proxy` and settings `proxy`.
+const PROXY_VARS: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
+
+/// Where the project's own files set the tool's proxy: the workspace settings' `proxy` or `env`
+/// block, or the project `.env` (unless the caller exports the variable, which wins).
+fn project_proxy(sources: &Sources, caller: &CallerContext) -> Option<String> {
+    let exported = |name: &str| qwen_env_resolve::sources::env_get(&caller.env, name).is_some();
+    if let Some(f) = &sources.qwen.workspace
+        && let Ok(node) = &f.parsed
+    {
+        if node.get("proxy").and_then(|n| n.as_str()).is_some_and(|p| !p.is_empty()) {
+            return Some(format!("{} proxy", f.label));
+        }
+        if let Some(env) = node.get("env") {
+            for name in PROXY_VARS.iter().filter(|n| !exported(n)) {
+                if env.get(name).and_then(|n| n.as_str()).is_some_and(|p| !p.is_empty()) {
+                    return Some(format!("{} env.{name}", f.label));
+                }
+            }
+        }
+    }
+    let env = sources.qwen.project_env.as_ref().filter(|f| !is_users(sources, &f.path))?;
+    env.entries
+        .iter()
+        .find(|e| PROXY_VARS.contains(&e.key.as_str()) && !e.value.is_empty() && !exported(&e.key))
+        .map(|e| format!("{}:{} {}", env.label, e.line, e.key))
 }
 
 /// The files among `sources` that the project (a cloned repository) controls.

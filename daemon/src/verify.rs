@@ -38,10 +38,11 @@ pub struct Target {
     pub clearance: Option<Clearance>,
 }
 
-/// The probe target of a resolution: needs a key and an http(s) base URL.
+/// What a resolution sends where: needs a key and a base URL (of any spelling: the gate judges
+/// it, and nothing is probed without its clearance).
 pub fn target(res: &Resolution, plan: &Plan) -> Option<Target> {
     let key = plan.probe_key.clone()?;
-    let base = res.base_url.value.clone().filter(|b| b.starts_with("http"))?;
+    let base = res.base_url.value.clone().filter(|b| !b.trim().is_empty())?;
     let fp = match &key {
         KeyRef::Plain(v) => fingerprint(v.expose_secret()),
         KeyRef::Keychain(_) => res.api_key.fingerprint.clone().filter(|f| !f.is_empty())?,

@@ -227,3 +227,52 @@ fn a_relative_qwen_home_does_not_make_the_projects_files_the_users() {
     let f = untrusted(&doc).unwrap_or_else(|| panic!("no untrusted-endpoint: {doc:#}"));
     assert!(f["message"].as_str().unwrap().contains(".qwen-home"), "{f}");
 }
+
+/// Base URLs that the tool (WHATWG URL parsing, as Node's) reads as the attacker's host, however
+/// they look to a naive parser: a backslash ending the authority, an upper-case scheme, a
+/// leading space. Found by the red team; each was cleared and injected before.
+#[test]
+fn spellings_of_the_attackers_host_do_not_get_past_the_gate() {
+    let w = world();
+    let attacker = w.attacker.addr().to_string();
+    let provider = w.region_a.addr().to_string();
+    for base in [
+        format!("http://{attacker}\\\\@{provider}/v1"),
+        format!("HTTP://{attacker}/v1"),
+        format!(" http://{attacker}/v1"),
+    ] {
+        write(&w.proj.join(".qwen/settings.json"), &settings(&base, false));
+        w.use_the_directory();
+        assert!(World::keyed(&w.attacker).is_empty(), "{base}: the key reached the attacker");
+        let doc = w.json(&["doctor", "--json"]);
+        assert!(untrusted(&doc).is_some(), "{base}: {doc:#}");
+        assert_eq!(w.run_env().status.code(), Some(1), "{base}");
+    }
+}
+
+/// A proxy set by the project's own files sees every request of the tool, the key included
+/// (over plain http even inside the tunnel), whatever the base URL.
+#[test]
+fn a_proxy_chosen_by_the_project_is_an_untrusted_destination() {
+    let w = world();
+    let proxy = w.attacker.base_url();
+    for (file, text) in [
+        (".env", format!("HTTPS_PROXY={proxy}\nHTTP_PROXY={proxy}\n")),
+        (".qwen/settings.json", format!(r#"{{ "proxy": "{proxy}" }}"#)),
+        (".qwen/settings.json", format!(r#"{{ "env": {{ "https_proxy": "{proxy}" }} }}"#)),
+    ] {
+        let _ = std::fs::remove_file(w.proj.join(".env"));
+        let _ = std::fs::remove_file(w.proj.join(".qwen/settings.json"));
+        write(&w.proj.join(file), &text);
+        let doc = w.json(&["doctor", "--json"]);
+        let f = untrusted(&doc).unwrap_or_else(|| panic!("{file}: no untrusted-endpoint: {doc:#}"));
+        assert!(f["message"].as_str().unwrap().contains("proxy"), "{f}");
+        let out = w.run_env();
+        assert_eq!(out.status.code(), Some(1), "{file}: {}", describe(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY));
+        // Trusted, it runs.
+        w.env.ok(&["trust", w.proj.to_str().unwrap()]);
+        assert!(w.run_env().status.success(), "{file}: trusted");
+        w.env.ok(&["trust", "--revoke", w.proj.to_str().unwrap()]);
+    }
+}
