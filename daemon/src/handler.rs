@@ -16,6 +16,11 @@ use crate::{State, verify};
 
 /// Answers one request. Never panics on input; every failure is a `Response::Error`.
 pub async fn handle(request: Request, state: &Arc<State>, peer_pid: Option<u32>) -> Response {
+    if !matches!(request, Request::Status | Request::KeyList | Request::Events)
+        && let Some(refusal) = refuse_nested(state, peer_pid)
+    {
+        return refusal;
+    }
     let result = match request {
         Request::Shutdown => Ok(Response::ShuttingDown),
         Request::Status => Ok(Response::Status(status(state))),
@@ -26,15 +31,12 @@ pub async fn handle(request: Request, state: &Arc<State>, peer_pid: Option<u32>)
         Request::KeyRemove { name } => {
             state.keys.remove(&name).await.map(|()| Response::Removed { name })
         }
-        Request::Run(run) => match refuse_nested(state, peer_pid) {
-            Some(refusal) => return refusal,
-            None => run_plan(state, &run).await.map(|plan| {
-                if let Some(pid) = peer_pid.filter(|_| !plan.secrets.is_empty()) {
-                    state.lineage.record(pid);
-                }
-                Response::Run(plan)
-            }),
-        },
+        Request::Run(run) => run_plan(state, &run).await.map(|plan| {
+            if let Some(pid) = peer_pid {
+                state.lineage.record(pid);
+            }
+            Response::Run(plan)
+        }),
         Request::Resolve(req) => {
             Ok(Response::Resolved(Box::new(resolve(state, &req, Probes::Cached).await)))
         }
@@ -55,22 +57,14 @@ pub async fn handle(request: Request, state: &Arc<State>, peer_pid: Option<u32>)
     })
 }
 
-/// Refuses key-bearing requests from processes that `run` started (and their descendants).
+/// Refuses requests from processes that `run` started (and their descendants).
 fn refuse_nested(state: &State, peer_pid: Option<u32>) -> Option<Response> {
     let (pid, name) = state.lineage.launched_ancestor(peer_pid?)?;
     if state.resolver.allow_nesting() {
         return None;
     }
     tracing::warn!(peer = ?peer_pid, launched = pid, "refused keys to a process started by qwen-env run");
-    Some(Response::Error {
-        code: ErrorCode::Refused,
-        message: format!(
-            "refusing to hand out keys: this process descends from `{name}` (pid {pid}), which \
-             `qwen-env run` started with keys, and a tool (an AI agent) must not be able to fetch \
-             keys it was not given; run qwen-env from your own shell, or set \
-             `allow_nesting = true` in qwen-env's config.toml to allow it"
-        ),
-    })
+    Some(Response::Error { code: ErrorCode::Refused, message: crate::lineage::refusal(pid, &name) })
 }
 
 fn error_code(e: &KeyError) -> ErrorCode {
