@@ -11,7 +11,8 @@
 //!   (client/src/exec.rs): a child subreaper named [`KEEPER_NAME`] that spawns the command and
 //!   stays alive while any of the command's descendants does, so nothing it started can
 //!   re-parent past it (`setsid -f`, `nohup … &`, a double fork). A live keeper among a caller's
-//!   ancestors refuses it even when the record is gone (the file deleted and the daemon killed).
+//!   ancestors (not the caller itself: that is `run` asking for its plan) refuses it even when
+//!   the record is gone (the file deleted and the daemon killed).
 //!
 //! A caller is refused when it is, or descends from, either; unless the config says
 //! `allow_nesting = true`. Elsewhere than Linux no process tree is read and nothing is refused.
@@ -105,7 +106,8 @@ impl Lineage {
         let mut at = pid;
         for _ in 0..MAX_DEPTH {
             let s = stat(at)?;
-            if s.comm == KEEPER_NAME || launched.get(&at) == Some(&s.start) {
+            // The caller itself may be a keeper: that is `run` asking for its plan.
+            if (at != pid && s.comm == KEEPER_NAME) || launched.get(&at) == Some(&s.start) {
                 return Some((at, s.comm));
             }
             if s.ppid <= 1 {
@@ -429,7 +431,20 @@ mod tests {
         let named = wait_for_name(keeper.id(), KEEPER_NAME);
         assert!(named, "the stand-in keeper did not take the name");
         let lineage = Lineage::in_memory();
-        let (pid, name) = lineage.launched_ancestor(keeper.id()).unwrap();
+        // The keeper itself asks for its plan: not refused. Its child (the `sleep`) is.
+        assert!(lineage.launched_ancestor(keeper.id()).is_none());
+        let children = format!("/proc/{0}/task/{0}/children", keeper.id());
+        let mut child = None;
+        for _ in 0..500 {
+            child = std::fs::read_to_string(&children)
+                .ok()
+                .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()));
+            if child.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (pid, name) = lineage.launched_ancestor(child.expect("the keeper's child")).unwrap();
         assert_eq!((pid, name.as_str()), (keeper.id(), KEEPER_NAME));
         assert!(lineage.launched_ancestor(std::process::id()).is_none());
         end(keeper);
