@@ -17,8 +17,9 @@
 //! A caller is refused when it is, or descends from, either; unless the config says
 //! `allow_nesting = true`. Elsewhere than Linux no process tree is read and nothing is refused.
 //!
-//! The file is written atomically (a new file beside it, then `rename`), never through a symlink,
-//! and read without following one. A file that does not parse is not fatal: the lines that do
+//! A record is appended to the file in one short `write`; the file is rewritten whole (a new
+//! file beside it, then `rename`) when it is missing, unreadable or mostly dead entries. Neither
+//! goes through a symlink, and it is read without following one. A file that does not parse is not fatal: the lines that do
 //! parse are kept, the problem is logged, and the daemon serves. The runtime directory is the
 //! daemon's own (0700, checked by `paths`), so only the user can change the file; a user's process
 //! that deletes it is still refused through its keeper.
@@ -28,6 +29,7 @@ use std::fmt::Write as _;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use qwen_env_proto::KEEPER_NAME;
 
@@ -46,6 +48,8 @@ pub struct Lineage {
     path: Option<PathBuf>,
     /// Recorded pids and their start times (clock ticks since boot).
     launched: Mutex<HashMap<u32, u64>>,
+    /// Records in the file, dead ones included (changed under the `launched` lock).
+    lines: AtomicUsize,
 }
 
 /// The daemon's own file, in its runtime directory (`lib.rs` builds the state with this).
@@ -59,16 +63,18 @@ impl Lineage {
     /// Reads the records at `path` (missing: none yet) and keeps only those whose process still
     /// runs. Never fails: a problem with the file is logged and what could be read is kept.
     pub fn open(path: PathBuf) -> Self {
-        let launched = match load(&path) {
-            Ok(loaded) => loaded,
+        // A file with lines that do not parse is rewritten at the next record (not appended to).
+        let (launched, clean) = match load(&path) {
+            Ok((loaded, problems)) => (loaded, problems == 0),
             Err(e) => {
                 tracing::error!(path = %path.display(), cause = %e,
                     "cannot read the lineage records; processes started by `qwen-env run` are \
                      still refused through their keeper, and the file is rewritten at the next run");
-                HashMap::new()
+                (HashMap::new(), false)
             }
         };
-        let lineage = Self { path: Some(path), launched: Mutex::new(launched) };
+        let lines = AtomicUsize::new(if clean { launched.len() } else { usize::MAX / 2 });
+        let lineage = Self { path: Some(path), launched: Mutex::new(launched), lines };
         let mut launched = lineage.launched.lock().expect("lineage lock");
         let before = launched.len();
         prune(&mut launched);
@@ -81,17 +87,30 @@ impl Lineage {
 
     /// Records kept in memory only (tests).
     pub fn in_memory() -> Self {
-        Self { path: None, launched: Mutex::default() }
+        Self { path: None, launched: Mutex::default(), lines: AtomicUsize::new(0) }
     }
 
-    /// Records that `pid` receives a run plan, and writes the records before returning, so that
-    /// the plan is never out before the record is on disk. Dead entries are dropped.
+    /// Records that `pid` receives a run plan, and writes the record before returning, so that
+    /// the plan is never out before the record is in the file. The record is appended (one short
+    /// `write`); the file is rewritten whole (atomically, without the dead entries) when it is
+    /// missing or holds more than twice the live records plus 64. (Rewriting it each time would
+    /// cost milliseconds on ext4, which flushes a file renamed over another.)
     pub fn record(&self, pid: u32) {
         let Some(start) = stat(pid).map(|s| s.start) else { return };
         let mut launched = self.launched.lock().expect("lineage lock");
+        let before = launched.len();
         prune(&mut launched);
-        launched.insert(pid, start);
-        self.save(&launched);
+        // The same process again (a benchmark, `allow_nesting`) with nothing pruned: on disk.
+        if launched.insert(pid, start) == Some(start) && launched.len() == before {
+            return;
+        }
+        let Some(path) = &self.path else { return };
+        let lines = self.lines.load(Ordering::Relaxed) + 1;
+        if lines <= 2 * launched.len() + 64 && append(path, pid, start).is_ok() {
+            self.lines.store(lines, Ordering::Relaxed);
+        } else {
+            self.save(&launched);
+        }
     }
 
     /// Whether `pid` (with the start time it has now) is recorded.
@@ -121,6 +140,7 @@ impl Lineage {
     /// Writes the records atomically; a failure is logged (the records stay in memory).
     fn save(&self, launched: &HashMap<u32, u64>) {
         let Some(path) = &self.path else { return };
+        self.lines.store(launched.len(), Ordering::Relaxed);
         if let Err(e) = save(path, launched) {
             tracing::error!(path = %path.display(), cause = %e,
                 "cannot write the lineage records; a daemon restart would forget them (the \
@@ -146,10 +166,10 @@ fn prune(launched: &mut HashMap<u32, u64>) {
 
 /// Reads the file at `path`: `Ok(empty)` when there is none. Lines that do not parse are skipped
 /// and counted in a warning; records from another boot are dropped.
-fn load(path: &Path) -> io::Result<HashMap<u32, u64>> {
+fn load(path: &Path) -> io::Result<(HashMap<u32, u64>, usize)> {
     let file = match open_nofollow(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
@@ -165,19 +185,15 @@ fn load(path: &Path) -> io::Result<HashMap<u32, u64>> {
                  private at the next run");
         }
     }
-    let mut text = String::new();
-    file.take(MAX_FILE).read_to_string(&mut text).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("{e} (the file is not text; it is rewritten at the next run)"),
-        )
-    })?;
-    let (launched, problems) = parse(&text, boot_id().as_deref());
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE).read_to_end(&mut bytes)?;
+    // Bytes that are not UTF-8 only spoil their own line.
+    let (launched, problems) = parse(&String::from_utf8_lossy(&bytes), boot_id().as_deref());
     if problems > 0 {
         tracing::warn!(path = %path.display(), skipped = problems,
             "skipped lines of the lineage file that do not parse; kept the records that do");
     }
-    Ok(launched)
+    Ok((launched, problems))
 }
 
 /// Parses the file's text: the records, and how many lines were skipped. `boot` is this boot's
@@ -246,6 +262,24 @@ fn save(path: &Path, launched: &HashMap<u32, u64>) -> io::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Appends one record to an existing regular file (never through a symlink, never creating it:
+/// a missing file is rewritten whole, header and all).
+fn append(path: &Path, pid: u32, start: u64) -> io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    }
+    let mut file = opts.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    // One write: a crash leaves at worst a partial last line, which `load` skips.
+    file.write_all(format!("{pid} {start}\n").as_bytes())
 }
 
 fn open_nofollow(path: &Path) -> io::Result<std::fs::File> {
@@ -372,6 +406,42 @@ mod tests {
     }
 
     #[test]
+    fn records_are_appended_and_a_missing_file_is_rewritten_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let (a, b, c) = (sleeper(), sleeper(), sleeper());
+        let lineage = Lineage::open(path.clone());
+        lineage.record(a.id());
+        lineage.record(b.id());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(HEADER), "{text}");
+        let start = |p: u32| stat(p).unwrap().start;
+        assert!(
+            text.ends_with(&format!(
+                "\n{} {}\n{} {}\n",
+                a.id(),
+                start(a.id()),
+                b.id(),
+                start(b.id())
+            )),
+            "{text}"
+        );
+        // Deleted: the next record writes the whole file again, not a lone line.
+        std::fs::remove_file(&path).unwrap();
+        lineage.record(c.id());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(HEADER) && text.contains(&format!("\n{} ", a.id())), "{text}");
+        // A dead record stays in the file until the next open drops it.
+        let a_pid = a.id();
+        end(a);
+        let reopened = Lineage::open(path.clone());
+        assert!(!reopened.is_recorded(a_pid) && reopened.is_recorded(b.id()));
+        assert!(!std::fs::read_to_string(&path).unwrap().contains(&format!("\n{a_pid} ")));
+        end(b);
+        end(c);
+    }
+
+    #[test]
     fn a_corrupt_file_keeps_what_parses_and_is_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
@@ -387,6 +457,11 @@ mod tests {
         assert!(!lineage.is_recorded(child.id()));
         lineage.record(child.id());
         assert!(std::fs::read_to_string(&path).unwrap().starts_with(HEADER));
+        // A record after bytes that are not UTF-8 still counts.
+        let mut bytes = vec![0xff, b'\n'];
+        bytes.extend_from_slice(format!("{} {start}\n", child.id()).as_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        assert!(Lineage::open(path.clone()).is_recorded(child.id()));
         end(child);
     }
 
