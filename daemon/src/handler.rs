@@ -105,10 +105,5 @@ fn lineage_gate(state: &State, peer_pid: Option<u32>) -> Result<(), RequestError
         return Ok(());
     }
     tracing::warn!(peer = ?peer_pid, launched = pid, "refused a process started by qwen-env run");
-    Err(RequestError::Refused(format!(
-        "refusing: this process descends from `{name}` (pid {pid}), which `qwen-env run` started \
-         with keys, and a tool (an AI agent) must not be able to fetch, change or send keys it \
-         was not given; run qwen-env from your own shell, or set `allow_nesting = true` in \
-         qwen-env's config.toml to allow it"
-    )))
+    Err(RequestError::Refused(crate::lineage::refusal(pid, &name)))
 }

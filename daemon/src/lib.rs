@@ -119,6 +119,7 @@ pub fn run(ready: &mut Ready) -> anyhow::Result<()> {
         socket: socket.clone(),
         log_file: dirs.log_file(),
         prober: probe::Prober::from_env(),
+        lineage_file: Some(endpoint.dir.join(lineage::FILE)),
     });
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(std_listener)?;

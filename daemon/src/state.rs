@@ -38,6 +38,8 @@ pub struct Options {
     pub log_file: PathBuf,
     /// The probe engine.
     pub prober: Prober,
+    /// Where the lineage records persist (`None`: in memory, for tests).
+    pub lineage_file: Option<PathBuf>,
 }
 
 /// Shared daemon state. Fields are private; the server and handler use the methods.
@@ -64,7 +66,7 @@ impl State {
         Arc::new(Self {
             engine,
             keychain: o.keychain,
-            lineage: Lineage::default(),
+            lineage: o.lineage_file.map_or_else(Lineage::in_memory, Lineage::open),
             started: Instant::now(),
             socket: o.socket,
             log_file: o.log_file,

@@ -48,6 +48,7 @@ impl World {
             socket: dir.path().join("sock"),
             log_file: dir.path().join("log"),
             prober: Prober::from_env(),
+            lineage_file: Some(dir.path().join("lineage")),
         });
         World { dir, state }
     }

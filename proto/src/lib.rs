@@ -38,3 +38,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Variable set in every child that `qwen-env run` starts; `run` refuses to nest when it is set.
 pub const NESTING_MARKER: &str = "QWEN_ENV";
+
+/// The name (`comm`) of the `qwen-env run` process that keeps a command's descendants under it
+/// (Linux). The daemon refuses key requests from anything that descends from a live one.
+pub const KEEPER_NAME: &str = "qwen-env-keeper";

@@ -52,9 +52,19 @@ fn no_secret_in_logs_outputs_errors_or_argv() {
     // While a run is in progress, no process anywhere has the key in its argv.
     let mut child =
         env.client(&["run", "--with", "DASHSCOPE_API_KEY", "--", "sleep", "2"]).spawn().unwrap();
+    // `sleep` is the child of run's keeper, which is the child of the process we started.
+    let children = |p: u32| -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    };
     assert!(wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(format!("/proc/{}/cmdline", child.id()))
-            .is_ok_and(|c| c.starts_with("sleep"))
+        children(child.id()).into_iter().flat_map(children).any(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.starts_with("sleep"))
+        })
     }));
     let mut scanned = 0;
     for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {

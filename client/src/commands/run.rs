@@ -17,6 +17,9 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
              so the credentials are already in place; run the command directly"
         )));
     }
+    // Linux: the process the shell waits for stays here until the command ends; the one that
+    // returns is the keeper, which the daemon records (client/src/exec.rs).
+    crate::exec::split()?;
     let caller = caller_context(&args.command)?;
     let request = Request::Run(RunRequest {
         caller,
@@ -34,11 +37,11 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             "not started: the configuration has errors (above) and --strict is set",
         ));
     }
-    let code = crate::exec::exec(&args.command, &plan)?;
+    let code = crate::exec::exec(&args.command, plan)?;
     Err(CliError::silent(code))
 }
 
-/// Errors, warnings and notes go to stderr before exec; nothing at all when all is well.
+/// Errors, warnings and notes go to stderr before the command starts; nothing at all when all is well.
 fn report(plan: &RunPlan) {
     let shown: Vec<_> =
         plan.findings.iter().filter(|f| f.severity != Severity::Info).cloned().collect();
