@@ -277,7 +277,9 @@ fn is_users(sources: &Sources, path: &Path) -> bool {
 /// Whether `path` lies inside the working directory's tree while the home does not: a "user"
 /// file that a relative `QWEN_HOME` put into the project.
 fn inside_project(sources: &Sources, path: &Path) -> bool {
-    !sources.cwd_is_home && path.starts_with(&sources.cwd) && !sources.home.starts_with(&sources.cwd)
+    !sources.cwd_is_home
+        && path.starts_with(&sources.cwd)
+        && !sources.home.starts_with(&sources.cwd)
 }
 
 /// The files among `sources` that the project (a cloned repository) controls.

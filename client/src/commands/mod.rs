@@ -6,6 +6,7 @@ mod events;
 mod explain;
 mod hook;
 mod key;
+mod prompt;
 mod run;
 mod spinner;
 mod status;
