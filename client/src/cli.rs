@@ -57,9 +57,12 @@ pub enum Command {
         /// The shell to print it for.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to standard output: `qwen-env man > qwen-env.1`.
-    #[command(hide = true)]
-    Man,
+    /// Print the main man page (roff), or write one page per command into DIR.
+    Man {
+        /// Write qwen-env.1, qwen-env-run.1, qwen-env-key-set.1, … into DIR (created if missing).
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Start the daemon at login: a systemd user unit, a launchd agent or a logon task.
     #[command(subcommand)]
     Service(ServiceCommand),
