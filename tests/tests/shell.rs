@@ -331,6 +331,41 @@ fn completion_scripts_parse_and_name_the_subcommands() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
 
+/// bash completes past the first word: `complete -p` names the function, and calling it with
+/// `COMP_WORDS`/`COMP_CWORD` as bash would gives each level's subcommands and flags.
+#[test]
+fn bash_completion_completes_every_level() {
+    if !require("bash") {
+        return;
+    }
+    let env = TestEnv::new();
+    let path = env.root.path().join("completions.bash");
+    std::fs::write(&path, env.ok(&["completions", "bash"])).unwrap();
+    let body = format!(
+        "source '{}'\nfn=$(complete -p qwen-env | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\n\
+         for line in 'qwen-env ' 'qwen-env key ' 'qwen-env daemon logs --' 'qwen-env key set --'; do\n\
+         read -ra COMP_WORDS <<<\"$line\"; [[ $line == *' ' ]] && COMP_WORDS+=('')\n\
+         COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMPREPLY=()\n\
+         \"$fn\" qwen-env \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         echo \"$line=> ${{COMPREPLY[*]}}\"; done\n",
+        path.display()
+    );
+    let out = run(&env, &SHELLS[0], &body);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    for (line, want) in [
+        ("qwen-env => ", "run explain doctor key"),
+        ("qwen-env key => ", "set ls import rm"),
+        ("qwen-env daemon logs --=> ", "--lines"),
+        ("qwen-env key set --=> ", "--no-verify"),
+    ] {
+        let got = stdout.lines().find(|l| l.starts_with(line)).unwrap_or_default();
+        for word in want.split(' ') {
+            assert!(got.contains(word), "`{line}` lacks {word}: {}", describe(&out));
+        }
+    }
+}
+
 #[test]
 fn man_page_is_roff() {
     let env = TestEnv::new();

@@ -10,7 +10,14 @@ use crate::out;
 pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut visible(&Cli::command()), "qwen-env", &mut buf);
-    out(&String::from_utf8_lossy(&buf))
+    let mut script = String::from_utf8_lossy(&buf).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete 4.6 names the states of a dashed binary two ways: the word loop sets
+        // `qwen__env__subcmd__key` but the dispatch matches `qwen__subcmd__env__subcmd__key`,
+        // so nothing past the first word completed. One spelling for both.
+        script = script.replace("qwen__subcmd__env", "qwen__env");
+    }
+    out(&script)
 }
 
 /// The command without its hidden subcommands (`hook-status`): clap_complete's static
