@@ -57,9 +57,12 @@ pub enum Command {
         /// The shell to print it for.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to standard output: `qwen-env man > qwen-env.1`.
-    #[command(hide = true)]
-    Man,
+    /// Print the main man page (roff), or write one page per command into DIR.
+    Man {
+        /// Write qwen-env.1, qwen-env-run.1, qwen-env-key-set.1, … into DIR (created if missing).
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Start the daemon at login: a systemd user unit, a launchd agent or a logon task.
     #[command(subcommand)]
     Service(ServiceCommand),
@@ -252,6 +255,50 @@ pub fn fast_run(args: &[OsString]) -> Option<RunArgs> {
     (!run.command.is_empty()).then_some(run)
 }
 
+/// For `run`, `explain` and `doctor` lines whose command lacks the `--` before it
+/// (`qwen-env run qwen -p hi`), the same line with `--` put in, to follow clap's error.
+pub fn separator_hint(args: &[OsString], kind: clap::error::ErrorKind) -> Option<String> {
+    use clap::error::ErrorKind;
+    if !matches!(kind, ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument) {
+        return None;
+    }
+    let words: Vec<String> =
+        args.get(1..)?.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let sub = words.first()?;
+    if !["run", "explain", "doctor"].contains(&sub.as_str()) || words.iter().any(|w| w == "--") {
+        return None;
+    }
+    let mut at = None;
+    let mut i = 1;
+    while i < words.len() {
+        match words[i].as_str() {
+            "--with" | "--profile" => i += 2,
+            w if w.starts_with('-') => i += 1,
+            _ if sub == "explain" => return None,
+            _ => {
+                at = Some(i);
+                break;
+            }
+        }
+    }
+    let at = at?;
+    let quote = |w: &String| {
+        if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:@%+,".contains(c))
+        {
+            w.clone()
+        } else {
+            format!("'{}'", w.replace('\'', r"'\''"))
+        }
+    };
+    let before: Vec<String> = words[..at].iter().map(quote).collect();
+    let after: Vec<String> = words[at..].iter().map(quote).collect();
+    Some(format!(
+        "hint: put `--` before the command, so its own flags stay its own: `qwen-env {} -- {}`",
+        before.join(" "),
+        after.join(" ")
+    ))
+}
+
 /// A value clap would take as is: not empty and not looking like a flag.
 fn plain_value(value: &str) -> Option<String> {
     (!value.is_empty() && !value.starts_with('-')).then(|| value.to_owned())
@@ -329,6 +376,31 @@ mod tests {
             }
         }
         assert!(fast_hits > 1000, "the fast path answered only {fast_hits} lines");
+    }
+
+    #[test]
+    fn a_command_without_the_separator_gets_the_separated_line() {
+        use clap::error::ErrorKind::UnknownArgument;
+        let hint = |words: &[&str]| {
+            let args: Vec<OsString> =
+                ["qwen-env"].iter().chain(words).map(OsString::from).collect();
+            let err = Cli::try_parse_from(&args).expect_err("a usage error");
+            separator_hint(&args, err.kind())
+        };
+        assert_eq!(
+            hint(&["run", "qwen", "-p", "hi"]).unwrap(),
+            "hint: put `--` before the command, so its own flags stay its own: \
+             `qwen-env run -- qwen -p hi`"
+        );
+        assert!(
+            hint(&["run", "--with", "K", "qwen", "it's"])
+                .unwrap()
+                .ends_with("`qwen-env run --with K -- qwen 'it'\\''s'`")
+        );
+        assert!(hint(&["doctor", "qwen"]).unwrap().ends_with("`qwen-env doctor -- qwen`"));
+        assert_eq!(hint(&["run", "--nope"]), None, "no command to separate");
+        let args: Vec<OsString> = ["qwen-env", "key", "ls", "x"].map(OsString::from).to_vec();
+        assert_eq!(separator_hint(&args, UnknownArgument), None);
     }
 
     #[test]

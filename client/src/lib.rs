@@ -30,10 +30,13 @@ pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let command = match cli::fast_run(&args) {
         Some(run) => cli::Command::Run(run),
-        None => match cli::Cli::try_parse_from(args) {
+        None => match cli::Cli::try_parse_from(&args) {
             Ok(cli) => cli.command,
             Err(e) => {
                 let _ = e.print();
+                if let Some(hint) = cli::separator_hint(&args, e.kind()) {
+                    let _ = writeln!(std::io::stderr(), "{hint}");
+                }
                 return ExitCode::from(if e.use_stderr() { error::exit::USAGE } else { 0 });
             }
         },

@@ -166,3 +166,120 @@ fn forced_backend_that_is_missing_reports_what_to_do() {
     );
     assert!(err.contains("qwen-envd.log"), "{err}");
 }
+
+/// A pasted `.env` or `export` line is refused without echoing the value, and nothing is stored.
+#[test]
+fn key_set_refuses_pasted_assignments_without_echoing_them() {
+    let env = TestEnv::new();
+    for line in
+        [format!("DASHSCOPE_API_KEY={KEY}\n"), format!("export DASHSCOPE_API_KEY=\"{KEY}\"\n")]
+    {
+        let out = env.run_with_stdin(&["key", "set", "DASHSCOPE_API_KEY"], &line);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{line:?}: {}", describe(&out));
+        assert!(all.contains("looks like a shell or .env line (`DASHSCOPE_API_KEY=…`)"), "{all}");
+        assert!(all.contains("nothing stored") && all.contains("qwen-env key import"), "{all}");
+        assert!(!all.contains(KEY) && !all.contains("a289"), "the value was echoed: {all}");
+    }
+    assert!(env.ok(&["key", "ls"]).contains("no keys stored"));
+    // Empty standard input: nothing stored, exit 1.
+    let out = env.run_with_stdin(&["key", "set", "DASHSCOPE_API_KEY"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key given; nothing stored"));
+}
+
+/// Replacing a key names the old one by fingerprint; setting the same value says so.
+#[test]
+fn key_set_shows_the_fingerprint_it_replaces() {
+    const NEW: &str = "sk-fedcba9876543210fedcb777";
+    let env = TestEnv::new();
+    let first = env.run_with_stdin(&["key", "set", "--no-verify", "DASHSCOPE_API_KEY"], KEY);
+    assert!(first.status.success(), "{}", describe(&first));
+    assert!(!String::from_utf8_lossy(&first.stdout).contains("replaced"), "{}", describe(&first));
+    let second = env.run_with_stdin(&["key", "set", "--no-verify", "DASHSCOPE_API_KEY"], NEW);
+    let text = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{}", describe(&second));
+    assert!(text.contains(&format!("({})", fingerprint(NEW))), "{text}");
+    assert!(text.contains(&format!("replaced {} (sk-…a289", fingerprint(KEY))), "{text}");
+    assert!(!text.contains(KEY) && !text.contains(NEW), "a value was printed: {text}");
+    let same = env.run_with_stdin(&["key", "set", "--no-verify", "DASHSCOPE_API_KEY"], NEW);
+    assert!(String::from_utf8_lossy(&same.stdout).contains("the same value was already stored"));
+}
+
+/// Runs argv on a fresh pty, types standard input once the prompt shows, prints the output and
+/// then `exit=N echo=BOOL` (the terminal's echo flag after the process ended).
+const DRIVER: &str = r#"
+import os, sys, time, termios, fcntl, subprocess, select
+send = sys.stdin.buffer.read()
+master, slave = os.openpty()
+def child():
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+p = subprocess.Popen(sys.argv[1:], stdin=slave, stdout=slave, stderr=slave, preexec_fn=child)
+out = b""
+deadline = time.time() + 20
+sent = False
+while time.time() < deadline:
+    r, _, _ = select.select([master], [], [], 0.1)
+    if r:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            chunk = b""
+        out += chunk
+    if not sent and b"input hidden" in out:
+        time.sleep(0.2)
+        os.write(master, send)
+        sent = True
+    if p.poll() is not None and not r:
+        break
+code = p.wait(timeout=5)
+echo = bool(termios.tcgetattr(slave)[3] & termios.ECHO)
+sys.stdout.write(out.decode("utf-8", "replace"))
+sys.stdout.write("\nexit=%d echo=%s\n" % (code, echo))
+"#;
+
+/// The hidden prompt on a real terminal (a pty driven by python3): typing stores the key without
+/// echoing it, Ctrl-D stores nothing (exit 1), Ctrl-C stores nothing (exit 130) and leaves the
+/// terminal's echo on.
+#[test]
+fn hidden_prompt_handles_typing_ctrl_d_and_ctrl_c() {
+    if !qwen_env_tests::require("python3") {
+        return;
+    }
+    let env = TestEnv::new();
+    let drive = |input: &str| {
+        let mut cmd = env.command("python3");
+        cmd.args(["-c", DRIVER, &qwen_env_tests::bin("qwen-env").display().to_string()]);
+        cmd.args(["key", "set", "--no-verify", "DASHSCOPE_API_KEY"]);
+        let out = qwen_env_tests::output_with_stdin(&mut cmd, input);
+        assert!(out.status.success(), "driver: {}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ctrl_d = drive("\x04");
+    assert!(ctrl_d.contains("no key given; nothing stored"), "{ctrl_d}");
+    assert!(ctrl_d.ends_with("exit=1 echo=True\n"), "{ctrl_d}");
+    let ctrl_c = drive("\x03");
+    assert!(ctrl_c.contains("interrupted; nothing stored"), "{ctrl_c}");
+    assert!(ctrl_c.ends_with("exit=130 echo=True\n"), "Ctrl-C left echo off: {ctrl_c}");
+    assert!(env.ok(&["key", "ls"]).contains("no keys stored"));
+    let typed = drive(&format!("{KEY}\n"));
+    assert!(typed.contains(&fingerprint(KEY)), "{typed}");
+    assert!(typed.ends_with("exit=0 echo=True\n"), "{typed}");
+    assert!(!typed.contains(KEY), "the prompt echoed the key: {typed}");
+}
+
+/// `run CMD` without `--`: clap's error, then the line with `--` in its place.
+#[test]
+fn run_without_the_separator_suggests_it() {
+    let env = TestEnv::new();
+    let out = env.run(&["run", "qwen", "-p", "hi"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`qwen-env run -- qwen -p hi`"), "{stderr}");
+    assert!(!env.daemon_running(), "a usage error starts nothing");
+}

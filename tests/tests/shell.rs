@@ -331,12 +331,120 @@ fn completion_scripts_parse_and_name_the_subcommands() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
 
+/// bash completes past the first word: `complete -p` names the function, and calling it with
+/// `COMP_WORDS`/`COMP_CWORD` as bash would gives each level's subcommands and flags.
+#[test]
+fn bash_completion_completes_every_level() {
+    if !require("bash") {
+        return;
+    }
+    let env = TestEnv::new();
+    let path = env.root.path().join("completions.bash");
+    std::fs::write(&path, env.ok(&["completions", "bash"])).unwrap();
+    let body = format!(
+        "source '{}'\nfn=$(complete -p qwen-env | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\n\
+         for line in 'qwen-env ' 'qwen-env key ' 'qwen-env daemon logs --' 'qwen-env key set --'; do\n\
+         read -ra COMP_WORDS <<<\"$line\"; [[ $line == *' ' ]] && COMP_WORDS+=('')\n\
+         COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMPREPLY=()\n\
+         \"$fn\" qwen-env \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         echo \"$line=> ${{COMPREPLY[*]}}\"; done\n",
+        path.display()
+    );
+    let out = run(&env, &SHELLS[0], &body);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    for (line, want) in [
+        ("qwen-env => ", "run explain doctor key"),
+        ("qwen-env key => ", "set ls import rm"),
+        ("qwen-env daemon logs --=> ", "--lines"),
+        ("qwen-env key set --=> ", "--no-verify"),
+    ] {
+        let got = stdout.lines().find(|l| l.starts_with(line)).unwrap_or_default();
+        for word in want.split(' ') {
+            assert!(got.contains(word), "`{line}` lacks {word}: {}", describe(&out));
+        }
+    }
+}
+
 #[test]
 fn man_page_is_roff() {
     let env = TestEnv::new();
     let page = env.ok(&["man"]);
     assert!(page.contains(".TH qwen-env 1"), "{page}");
-    for sub in ["run", "doctor", "hook", "service"] {
+    for sub in ["run", "doctor", "hook", "service", "trust"] {
         assert!(page.contains(sub), "the man page lacks {sub}");
+    }
+    assert!(env.ok(&["--help"]).contains("\n  man "), "`man` is listed in --help");
+}
+
+/// `man --dir`: one page per command, each with the extra sections and at least one example, and
+/// every page a SUBCOMMANDS or SEE ALSO section names exists.
+#[test]
+fn man_dir_writes_a_page_per_command() {
+    let env = TestEnv::new();
+    let dir = env.root.path().join("man1");
+    let out = env.run(&["man", "--dir", &dir.display().to_string()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for name in [
+        "qwen-env",
+        "qwen-env-run",
+        "qwen-env-explain",
+        "qwen-env-doctor",
+        "qwen-env-key",
+        "qwen-env-key-set",
+        "qwen-env-key-ls",
+        "qwen-env-key-import",
+        "qwen-env-key-rm",
+        "qwen-env-status",
+        "qwen-env-events",
+        "qwen-env-trust",
+        "qwen-env-daemon",
+        "qwen-env-daemon-logs",
+        "qwen-env-hook",
+        "qwen-env-completions",
+        "qwen-env-man",
+        "qwen-env-service",
+        "qwen-env-service-install",
+    ] {
+        let path = dir.join(format!("{name}.1"));
+        let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}.1: {e}"));
+        for section in ["ENVIRONMENT", "FILES", "\"EXIT STATUS\"", "EXAMPLES", "\"SEE ALSO\""] {
+            assert!(page.contains(&format!(".SH {section}")), "{name}.1 lacks {section}");
+        }
+        let examples =
+            &page[page.find(".SH EXAMPLES").unwrap()..page.find(".SH \"SEE ALSO\"").unwrap()];
+        assert!(examples.contains(".TP"), "{name}.1 has no example: {examples}");
+        assert!(page.contains("QWEN_ENV_KEYRING") && page.contains("qwen\\-envd.log"), "{name}.1");
+        if name == "qwen-env-run" {
+            assert!(page.contains("127"), "run's exit status names 127");
+        }
+    }
+    assert!(!dir.join("qwen-env-hook-status.1").exists(), "hidden commands get no page");
+    // Every `qwen-env-…(1)` a page refers to was written.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let page = std::fs::read_to_string(entry.unwrap().path()).unwrap().replace("\\-", "-");
+        for (at, _) in page.match_indices("(1)") {
+            let start = page[..at]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .map_or(0, |i| i + 1);
+            let name = &page[start..at];
+            if name.starts_with("qwen-env") {
+                assert!(
+                    dir.join(format!("{name}.1")).is_file(),
+                    "{name}(1) is referred to but missing"
+                );
+            }
+        }
+    }
+    if qwen_env_tests::have("man") {
+        let out = env
+            .command("man")
+            .arg("-l")
+            .arg(dir.join("qwen-env-key-set.1"))
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("EXIT STATUS"), "{}", describe(&out));
     }
 }

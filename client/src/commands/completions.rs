@@ -1,4 +1,4 @@
-//! `qwen-env completions SHELL` and `qwen-env man`: generated from the clap definition, so they
+//! `qwen-env completions SHELL`: generated from the clap definition, so they
 //! never drift from the real command line.
 
 use clap::CommandFactory;
@@ -10,10 +10,17 @@ use crate::out;
 pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut visible(&Cli::command()), "qwen-env", &mut buf);
-    out(&String::from_utf8_lossy(&buf))
+    let mut script = String::from_utf8_lossy(&buf).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete 4.6 names the states of a dashed binary two ways: the word loop sets
+        // `qwen__env__subcmd__key` but the dispatch matches `qwen__subcmd__env__subcmd__key`,
+        // so nothing past the first word completed. One spelling for both.
+        script = script.replace("qwen__subcmd__env", "qwen__env");
+    }
+    out(&script)
 }
 
-/// The command without its hidden subcommands (`hook-status`, `man`): clap_complete's static
+/// The command without its hidden subcommands (`hook-status`): clap_complete's static
 /// scripts would offer them, and clap has no way to remove a subcommand, so the top level is
 /// rebuilt from the visible ones. The top level has no arguments of its own to carry over.
 fn visible(cmd: &clap::Command) -> clap::Command {
@@ -28,12 +35,4 @@ fn visible(cmd: &clap::Command) -> clap::Command {
         rebuilt = rebuilt.about(about.clone());
     }
     rebuilt
-}
-
-pub fn man() -> Result<(), CliError> {
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut buf)
-        .map_err(|e| CliError::failed(format!("failed to render the man page: {e}")))?;
-    out(&String::from_utf8_lossy(&buf))
 }

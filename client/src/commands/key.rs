@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read};
 use qwen_env_proto::{ImportRequest, KeyInfo, Request, Response, SecretValue};
 
 use super::run::caller_context;
-use super::{age, ask, now, spinner, unexpected};
+use super::{age, ask, now, prompt, spinner, unexpected};
 use crate::cli::KeyCommand;
 use crate::error::{CliError, exit};
 use crate::{out, render};
@@ -26,9 +26,14 @@ pub fn key(cmd: KeyCommand) -> Result<(), CliError> {
 /// The value never comes from argv: a hidden prompt on a terminal, else standard input. Unless
 /// `--no-verify`, the daemon then checks where the key works (free requests) and whether this
 /// directory's settings send it there. The key stays stored whatever the check says; a key that
-/// no endpoint accepts exits 1.
+/// no endpoint accepts exits 1. A key stored under the same name before is named by its
+/// fingerprint (from `key ls` data, asked for before the new value replaces it).
 fn set(name: String, verify: bool) -> Result<(), CliError> {
     let value = read_value(&name)?;
+    let old = match ask(&Request::KeyList)? {
+        Response::Keys(keys) => keys.into_iter().find(|k| k.name == name),
+        other => return Err(unexpected(&other)),
+    };
     let request = Request::KeySetVerified { name, value, caller: caller_context(&[])?, verify };
     let answer = if verify {
         spinner::while_waiting("checking where the key works", || ask(&request))?
@@ -41,6 +46,9 @@ fn set(name: String, verify: bool) -> Result<(), CliError> {
                 "stored {} {} ({}) in {}\n",
                 info.name, info.masked, info.fingerprint, info.backend
             );
+            if let Some(old) = &old {
+                text += &replaced(old, &info.fingerprint, now());
+            }
             for n in &notes {
                 let _ = writeln!(text, "{n}");
             }
@@ -59,15 +67,45 @@ fn set(name: String, verify: bool) -> Result<(), CliError> {
     }
 }
 
+/// The line about the key a `key set` replaced: its fingerprint and age, or that it was the same.
+fn replaced(old: &KeyInfo, new_fingerprint: &str, now: u64) -> String {
+    let age = age(now.saturating_sub(old.changed));
+    if old.fingerprint == new_fingerprint {
+        format!("  the same value was already stored (set {age} ago); nothing changed\n")
+    } else {
+        format!(
+            "  replaced {} ({}, set {age} ago); `qwen-env key ls` lists what is stored\n",
+            old.fingerprint, old.masked
+        )
+    }
+}
+
 fn read_value(name: &str) -> Result<SecretValue, CliError> {
+    let nothing = || {
+        CliError::failed(format!(
+            "no key given; nothing stored. Type or paste the key at the prompt, or pipe it in: \
+             `printf %s \"$KEY\" | qwen-env key set {name}`"
+        ))
+    };
     let mut value = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(format!("Value for {name} (input hidden): ")).map_err(|e| {
-            CliError::failed(format!("failed to read the key from the terminal: {e}"))
-        })?
+        match prompt::hidden(&format!("Value for {name} (input hidden): ")) {
+            Ok(Some(value)) => value,
+            // Ctrl-D.
+            Ok(None) => return Err(nothing()),
+            Err(e) => {
+                return Err(CliError::failed(format!(
+                    "failed to read the key from the terminal: {e}; nothing stored. Pipe it in \
+                     instead: `printf %s \"$KEY\" | qwen-env key set {name}`"
+                )));
+            }
+        }
     } else {
         let mut buf = String::new();
         std::io::stdin().read_to_string(&mut buf).map_err(|e| {
-            CliError::failed(format!("failed to read the key from standard input: {e}"))
+            CliError::failed(format!(
+                "failed to read the key from standard input: {e}; nothing stored (the key must \
+                 be UTF-8 text)"
+            ))
         })?;
         buf
     };
@@ -79,11 +117,32 @@ fn read_value(name: &str) -> Result<SecretValue, CliError> {
         }
     }
     if value.is_empty() {
+        return Err(nothing());
+    }
+    if let Some(pasted) = assignment_name(&value) {
         return Err(CliError::usage(format!(
-            "no key given; type it at the prompt or pipe it in: `printf %s \"$KEY\" | qwen-env key set {name}`"
+            "that looks like a shell or .env line (`{pasted}=…`), not a key; nothing stored. \
+             Give only the value after `=`, or move the keys of a .env file into the keychain \
+             with `qwen-env key import PATH`"
         )));
     }
     Ok(SecretValue::new(value))
+}
+
+/// The variable name when `value` is an assignment someone pasted whole: `NAME=value`,
+/// `export NAME=value` (quoted or not). A bare `NAME=` is not one: base64 keys end in `=`.
+fn assignment_name(value: &str) -> Option<&str> {
+    let line = value.trim_start();
+    let line = line
+        .strip_prefix("export")
+        .filter(|rest| rest.starts_with([' ', '\t']))
+        .map_or(line, str::trim_start);
+    let (name, rest) = line.split_once('=')?;
+    let mut chars = name.chars();
+    let identifier = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let rest = rest.trim().trim_matches(['"', '\'']);
+    (identifier && !rest.is_empty() && !rest.starts_with('=')).then_some(name)
 }
 
 fn ls(json: bool) -> Result<(), CliError> {
@@ -193,4 +252,24 @@ fn key_json(k: &KeyInfo, now: u64) -> serde_json::Value {
         "last_check": k.probe,
         "checked": (k.probed > 0).then_some(k.probed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assignment_name;
+
+    #[test]
+    fn pasted_assignments_are_recognised() {
+        for (line, name) in [
+            ("DASHSCOPE_API_KEY=sk-0123", "DASHSCOPE_API_KEY"),
+            ("export OPENAI_API_KEY=sk-0123", "OPENAI_API_KEY"),
+            ("export\tA=\"sk-1\"", "A"),
+            ("  _X='v'", "_X"),
+        ] {
+            assert_eq!(assignment_name(line), Some(name), "{line}");
+        }
+        for key in ["sk-0123", "QWxhZGRpbjpvcGVu==", "abc=", "sk-a=b", "1A=b", "exportA", "A=''"] {
+            assert_eq!(assignment_name(key), None, "{key}");
+        }
+    }
 }

@@ -6,6 +6,8 @@ mod events;
 mod explain;
 mod hook;
 mod key;
+mod man;
+mod prompt;
 mod run;
 mod spinner;
 mod status;
@@ -33,7 +35,7 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Completions { shell } => completions::completions(shell),
-        Command::Man => completions::man(),
+        Command::Man { dir } => man::man(dir.as_deref()),
         Command::Service(cmd) => crate::service::service(&cmd),
     }
 }
