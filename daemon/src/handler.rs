@@ -42,7 +42,8 @@ async fn answer(
         }
         Request::Run(run) => {
             let plan = engine.run_plan(&run).await?;
-            if let Some(pid) = peer_pid.filter(|_| !plan.secrets.is_empty()) {
+            // Recorded even without secrets: a tool started without keys must not fetch any.
+            if let Some(pid) = peer_pid {
                 state.lineage().record(pid);
             }
             Response::Run(plan)

@@ -218,12 +218,9 @@ fn other_requests_from_a_descendant_are_refused() {
     assert!(out.status.success(), "{}", describe(&out));
 }
 
-// needs the per-request gate: the handler refuses `Shutdown` from a descendant (the client prints
-// the refusal), but server.rs sets the shutdown flag for every Shutdown request whatever the
-// handler answered, so the daemon still stops. The keys stay safe (the record is persisted, so
-// the next daemon refuses as well), but the daemon should not stop.
+// A refused `Shutdown` does not stop the daemon: the server stops only when the handler
+// answered `ShuttingDown`.
 #[test]
-#[ignore = "needs the per-request gate in the server (engine rewrite): a refused Shutdown still stops the daemon"]
 fn a_descendant_cannot_stop_or_restart_the_daemon() {
     let env = env_with_keys();
     let qe = bin("qwen-env");
