@@ -11,10 +11,20 @@ use crate::error::RequestError;
 use crate::resolution::Ask;
 use crate::state::State;
 
-/// Answers one request from `peer_pid`. Never panics on input; every failure is a
+/// The process on the other end of a connection: its pid, and its start time when the
+/// connection was accepted (`lineage::start_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its pid, from the socket's credentials.
+    pub pid: u32,
+    /// Its start time at accept; `None` when it was already gone.
+    pub start: Option<u64>,
+}
+
+/// Answers one request from `peer`. Never panics on input; every failure is a
 /// `Response::Error`.
-pub async fn handle(request: Request, state: &State, peer_pid: Option<u32>) -> Response {
-    match answer(request, state, peer_pid).await {
+pub async fn handle(request: Request, state: &State, peer: Option<Peer>) -> Response {
+    match answer(request, state, peer).await {
         Ok(response) => response,
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
@@ -26,10 +36,10 @@ pub async fn handle(request: Request, state: &State, peer_pid: Option<u32>) -> R
 async fn answer(
     request: Request,
     state: &State,
-    peer_pid: Option<u32>,
+    peer: Option<Peer>,
 ) -> Result<Response, RequestError> {
     if guarded(&request) {
-        lineage_gate(state, peer_pid)?;
+        lineage_gate(state, peer)?;
     }
     let engine = state.engine();
     Ok(match request {
@@ -43,7 +53,7 @@ async fn answer(
         Request::Run(run) => {
             let plan = engine.run_plan(&run).await?;
             // Recorded even without secrets: a tool started without keys must not fetch any.
-            if let Some(pid) = peer_pid {
+            if let Some(Peer { pid, .. }) = peer {
                 state.lineage().record(pid);
             }
             Response::Run(plan)
@@ -98,13 +108,13 @@ fn guarded(request: &Request) -> bool {
 
 /// Refuses processes that `run` started (and their descendants), unless the config allows
 /// nesting.
-fn lineage_gate(state: &State, peer_pid: Option<u32>) -> Result<(), RequestError> {
-    let Some((pid, name)) = peer_pid.and_then(|p| state.lineage().launched_ancestor(p)) else {
+fn lineage_gate(state: &State, peer: Option<Peer>) -> Result<(), RequestError> {
+    let Some(Err((pid, name))) = peer.map(|p| state.lineage().check(p.pid, p.start)) else {
         return Ok(());
     };
     if state.engine().resolver().allow_nesting() {
         return Ok(());
     }
-    tracing::warn!(peer = ?peer_pid, launched = pid, "refused a process started by qwen-env run");
+    tracing::warn!(peer = ?peer.map(|p| p.pid), launched = pid, "refused a process started by qwen-env run");
     Err(RequestError::Refused(crate::lineage::refusal(pid, &name)))
 }

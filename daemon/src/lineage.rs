@@ -112,6 +112,20 @@ impl Lineage {
         stat(pid).is_some_and(|s| launched.get(&pid) == Some(&s.start))
     }
 
+    /// Whether the peer that connected may make a guarded request. `peer` is its pid and the
+    /// start time it had when the connection was accepted ([`start_time`]). Fails closed on
+    /// Linux: a peer that was already gone at accept, or whose pid now belongs to another
+    /// process, cannot be placed in the process tree and is refused like a descendant of `run`
+    /// (a child can connect, exit, and leave the socket to a parent that would otherwise pass).
+    pub fn check(&self, pid: u32, start_at_accept: Option<u64>) -> Result<(), (u32, String)> {
+        if cfg!(target_os = "linux")
+            && (start_at_accept.is_none() || start_time(pid) != start_at_accept)
+        {
+            return Err((pid, GONE.to_owned()));
+        }
+        self.launched_ancestor(pid).map_or(Ok(()), Err)
+    }
+
     /// The recorded process or live keeper that `pid` is or descends from, with its name.
     pub fn launched_ancestor(&self, pid: u32) -> Option<(u32, String)> {
         let launched = self.launched.lock().expect("lineage lock").clone();
@@ -142,8 +156,24 @@ impl Lineage {
     }
 }
 
+/// The name [`Lineage::check`] gives a peer it cannot place.
+const GONE: &str = "a process that has exited";
+
+/// A process's start time (clock ticks since boot), to tell it from a later one with its pid;
+/// `None` when it is gone (or, off Linux, unknown).
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|s| s.start)
+}
+
 /// Why a caller is refused, for the user (and for the agent that asked).
 pub fn refusal(pid: u32, name: &str) -> String {
+    if name == GONE {
+        return format!(
+            "refused: the process that connected (pid {pid}) has exited or its pid now belongs to \
+             another process, so qwen-env cannot tell whether `qwen-env run` started it; run the \
+             command again from your own shell"
+        );
+    }
     format!(
         "refused: this process was started by `qwen-env run` (it is or descends from `{name}`, \
          pid {pid}), and a tool started with keys (an AI agent) may not fetch, change or delete \

@@ -163,6 +163,11 @@ async fn connection(stream: UnixStream, state: &State, load: &Load) -> Result<()
     if peer.uid() != me {
         return Err(Closed::ForeignUid { uid: peer.uid(), pid: peer.pid(), me });
     }
+    // Who connected, pinned by start time now: a pid read later may be a new process's.
+    let client = peer
+        .pid()
+        .and_then(|p| u32::try_from(p).ok())
+        .map(|pid| crate::handler::Peer { pid, start: crate::lineage::start_time(pid) });
     let mut conn = Framed::new(stream, frame_codec());
     let hello: Hello = match read(&mut conn, HANDSHAKE_TIMEOUT, load).await {
         Ok(h) => h,
@@ -202,9 +207,7 @@ async fn connection(stream: UnixStream, state: &State, load: &Load) -> Result<()
             };
             return stream_events(&mut conn, state).await;
         }
-        let response =
-            crate::handler::handle(request, state, peer.pid().and_then(|p| u32::try_from(p).ok()))
-                .await;
+        let response = crate::handler::handle(request, state, client).await;
         let stopping = matches!(response, Response::ShuttingDown);
         send(&mut conn, &response).await?;
         if stopping {

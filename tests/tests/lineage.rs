@@ -306,3 +306,58 @@ fn keepers_for(env: &TestEnv) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A child connects and exits; its parent, started by `run`, then speaks on the socket. The
+/// socket's credentials name the dead child, whose ancestry can no longer be read: the daemon
+/// must refuse (it used to let the request through). Found by the red team.
+#[test]
+fn a_request_on_a_socket_whose_connecting_process_exited_is_refused() {
+    let env = env_with_keys();
+    let script = env.root.path().join("orphaned_socket.py");
+    std::fs::write(
+        &script,
+        r#"import os, socket, struct, sys
+def varint(n):
+    b = b""
+    while True:
+        x = n & 0x7f; n >>= 7
+        if n: b += bytes([x | 0x80])
+        else: return b + bytes([x])
+def s(t): t = t.encode(); return varint(len(t)) + t
+def frame(body): return struct.pack(">I", len(body)) + body
+def read(c):
+    h = b""
+    while len(h) < 4:
+        x = c.recv(4 - len(h))
+        if not x: return b""
+        h += x
+    n = struct.unpack(">I", h)[0]; b = b""
+    while len(b) < n:
+        x = c.recv(n - len(b))
+        if not x: break
+        b += x
+    return b
+c = socket.socket(socket.AF_UNIX); c.settimeout(5)
+pid = os.fork()
+if pid == 0:
+    c.connect(os.environ["XDG_RUNTIME_DIR"] + "/qwen-env/sock"); os._exit(0)
+os.waitpid(pid, 0)
+c.sendall(frame(varint(int(sys.argv[1])) + s("0.1.0")))
+read(c)
+c.sendall(frame(varint(3) + s("OTHER_API_KEY")))  # Request::KeyRemove
+r = read(c)
+print("refused" if b"refused" in r else "answered " + r[:1].hex())
+"#,
+    )
+    .unwrap();
+    let protocol = qwen_env_proto::PROTOCOL_VERSION.to_string();
+    let out = env
+        .client(&["run", "--with", "GIVEN_API_KEY", "--", "python3"])
+        .arg(&script)
+        .arg(&protocol)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refused"), "{}", describe(&out));
+    let keys = env.ok(&["key", "ls"]);
+    assert!(keys.contains("OTHER_API_KEY"), "the key was removed: {keys}");
+}
