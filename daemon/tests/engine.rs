@@ -231,10 +231,11 @@ fn every_probe_answer_becomes_its_finding() {
 
 #[test]
 fn an_unreachable_endpoint_is_a_warning() {
+    // Opened before the runtime starts, so its threads share this thread's session keyring.
+    let w = World::new();
     in_runtime(async {
         // A port that was just free: nothing listens there.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let w = World::new();
         w.settings(&format!("http://127.0.0.1:{port}/v1"), true);
         w.set_key().await;
         let caller = w.caller();
