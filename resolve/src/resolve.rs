@@ -222,38 +222,35 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
                 seen.push((set, r.clone()));
                 r
             };
-            let mut out;
-            let mut guard = 0;
-            loop {
+            // The first resolution is what the tool gets from its own files and environment
+            // (plus any --with keys). Then, while a variable the key can be read from ranks above
+            // the one it comes from now and the keychain holds it, that variable is injected:
+            // the provider's envKey, `KEY`, a `$VAR` in security.auth.apiKey (`key_reads`).
+            let mut out = run(&inject);
+            let own_key = out.key.clone();
+            let mut added: Vec<String> = Vec::new();
+            while !p.as_is
+                && let Some(v) = next_injection(&out, &inject, p.keychain)
+            {
+                inject.push(v.clone());
+                added.push(v);
                 out = run(&inject);
-                guard += 1;
-                if p.as_is || guard > 4 {
-                    break;
-                }
-                // The variable the resolution reads for the key; with no auth type yet, the
-                // keychain's OPENAI_API_KEY may complete the inference triple.
-                let want = match (&out.auth, &out.key_var) {
-                    (Some(AuthType::QwenOauth), _) => None,
-                    (Some(_), Some(v)) => Some(v.clone()),
-                    (None, _) => Some("OPENAI_API_KEY".to_string()),
-                    _ => None,
-                };
-                match want {
-                    Some(v) if p.keychain.entries.contains_key(&v) && !inject.contains(&v) => {
-                        inject.push(v);
-                    }
-                    _ => break,
+            }
+            // Least privilege: a key added above that changes neither the auth type nor the key
+            // (it lost to a flag or a higher-precedence variable, or an OPENAI_API_KEY that did
+            // not complete the inference triple) is not passed on.
+            for v in added.iter().rev() {
+                let Some(i) = inject.iter().position(|k| k == v) else { continue };
+                let mut without = inject.clone();
+                without.remove(i);
+                let r = run(&without);
+                if r.auth == out.auth && r.key == out.key {
+                    inject = without;
+                    out = r;
                 }
             }
-            // Least privilege: an OPENAI_API_KEY tried only to complete the inference triple is
-            // dropped again when it did not select an auth type.
-            if !p.as_is
-                && out.auth.is_none()
-                && !extra.iter().any(|k| k == "OPENAI_API_KEY")
-                && let Some(i) = inject.iter().position(|k| k == "OPENAI_API_KEY")
-            {
-                inject.remove(i);
-                out = run(&inject);
+            if !p.as_is {
+                replaced_note(own_key.as_ref(), out.key.as_ref(), &mut plan);
             }
             let key_plain = !matches!(&out.key, Some((v, _)) if v.contains(PH));
             findings.append(&mut out.findings);
@@ -424,13 +421,7 @@ fn bare_plan(out: &qwen::QwenResolution, user_bare: bool, plan: &mut Plan) {
         Some((_, KeySource::Env(var, Origin::Process))) if var == key_var => {}
         Some((v, ks)) => {
             plan.secret_vars.push((key_var.to_string(), SecretValue::new(v.clone())));
-            let from = match ks {
-                KeySource::Env(var, o) => {
-                    crate::envfiles::Cand { value: String::new(), origin: o.clone() }.source(var)
-                }
-                KeySource::Flag => "--openai-api-key".into(),
-                KeySource::Settings(loc) => format!("{loc} security.auth.apiKey"),
-            };
+            let from = key_source(ks);
             plan.notes.push(format!(
                 "--bare: passing the key from {from} as {key_var} (not from the keychain)"
             ));
@@ -438,6 +429,63 @@ fn bare_plan(out: &qwen::QwenResolution, user_bare: bool, plan: &mut Plan) {
         None => {}
     }
     plan.unset.extend(["OPENAI_ORG_ID".to_string(), "OPENAI_PROJECT_ID".to_string()]);
+}
+
+/// The variable `run` injects next: the first the key can be read from that ranks above the one
+/// it comes from now, is in the keychain and is not injected yet.
+fn next_injection(
+    out: &qwen::QwenResolution,
+    inject: &[String],
+    keychain: &KeychainView,
+) -> Option<String> {
+    let now = keychain_entry(out)
+        .and_then(|e| out.key_reads.iter().position(|v| v == e))
+        .unwrap_or(out.key_reads.len());
+    out.key_reads[..now]
+        .iter()
+        .find(|v| keychain.entries.contains_key(*v) && !inject.contains(*v))
+        .cloned()
+}
+
+/// The keychain entry the resolved key is (its placeholder), if it is one.
+fn keychain_entry(out: &qwen::QwenResolution) -> Option<&str> {
+    out.key.as_ref().and_then(|(v, _)| parse_placeholder(v)).map(|(name, _)| name)
+}
+
+/// Where a Qwen Code key came from, in words (`work/proj/.env:2 DASHSCOPE_API_KEY`).
+fn key_source(ks: &KeySource) -> String {
+    match ks {
+        KeySource::Env(var, o) => {
+            crate::envfiles::Cand { value: String::new(), origin: o.clone() }.source(var)
+        }
+        KeySource::Flag => "--openai-api-key".into(),
+        KeySource::Settings(loc) => format!("{loc} security.auth.apiKey"),
+    }
+}
+
+/// `run`'s note when the keychain's key displaced one the tool would have used on its own (a
+/// `.env` file, settings `env`, a `$VAR` in settings, another exported variable). An exported
+/// variable of the entry's own name gets the `stale-env-shadows` note below instead.
+fn replaced_note(
+    own: Option<&(String, KeySource)>,
+    now: Option<&(String, KeySource)>,
+    plan: &mut Plan,
+) {
+    let (Some((new, _)), Some((old, ks))) = (now, own) else { return };
+    let Some((entry, new_fp)) = parse_placeholder(new) else { return };
+    if old.contains(PH) || old.trim().is_empty() {
+        return;
+    }
+    if matches!(ks, KeySource::Env(var, Origin::Process) if var == entry) {
+        return;
+    }
+    let old_fp = mask::fingerprint(old);
+    if old_fp != new_fp {
+        plan.notes.push(format!(
+            "replaced the key from {} ({old_fp}) with the keychain's {entry} ({new_fp})",
+            key_source(ks)
+        ));
+    }
 }
 
 /// Keys pasted where no key belongs (a base URL, a model name, a variable that is not

@@ -65,6 +65,14 @@ fn never_expanded(name: &str) -> bool {
     matches!(name, "SESSION_ID" | "QWEN_CODE_SESSION_ID")
 }
 
+/// The variables a settings string refers to with `$X` / `${X}`, in order (those Qwen Code
+/// never expands left out): what its expansion reads from the environment.
+pub fn references(s: &str) -> impl Iterator<Item = &str> {
+    VAR.captures_iter(s)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str()))
+        .filter(|name| !never_expanded(name))
+}
+
 /// Expand `$X` / `${X}` in one string; `lookup` returns `None` for an undefined variable.
 pub fn expand_str(
     s: &str,

@@ -973,7 +973,7 @@ fn runs(t: &Tree, c: &CallerContext, r: &Run<'_>) -> (u32, Plan) {
 }
 
 #[test]
-fn the_keychain_overlay_resolves_at_most_twice_unless_a_key_completes_the_triple() {
+fn the_keychain_overlay_resolves_twice_unless_a_key_completes_the_triple() {
     let t = Tree::new();
     let p = t.dir("p");
     let injected = |plan: &Plan| -> Vec<String> {
@@ -1002,7 +1002,49 @@ fn the_keychain_overlay_resolves_at_most_twice_unless_a_key_completes_the_triple
         ),
     );
     let c = t.caller(&p, &["qwen"], &[("OPENAI_MODEL", "m"), ("OPENAI_BASE_URL", INTL)]);
+    // (A fourth checks that the OPENAI_API_KEY is still needed once DASHSCOPE_API_KEY feeds
+    // the key: without it there is no auth type.)
     let (n, plan) = runs(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     assert_eq!(injected(&plan), ["OPENAI_API_KEY", "DASHSCOPE_API_KEY"]);
+}
+
+#[test]
+fn run_injects_the_variable_the_key_is_read_from_and_nothing_that_loses() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let injected = |plan: &Plan| -> Vec<String> {
+        plan.inject_as.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    };
+    let fp = |k: &str| Some(crate::mask::fingerprint(k));
+    let team = kc(&[("TEAM_KEY", DS_KEY2)]);
+    let both = kc(&[("OPENAI_API_KEY", DS_KEY), ("TEAM_KEY", DS_KEY2)]);
+    let run = |c: &CallerContext, keychain: &KeychainView| {
+        go(&t, c, &Run { as_is: false, keychain: keychain.clone(), ..Run::default() })
+    };
+    // `$TEAM_KEY` in security.auth.apiKey: TEAM_KEY is what the key is read from.
+    t.write(
+        ".qwen/settings.json",
+        &format!(
+            r#"{{ "security": {{ "auth": {{ "selectedType": "openai", "apiKey": "$TEAM_KEY", "baseUrl": "{INTL}" }} }}, "model": {{ "name": "m" }} }}"#
+        ),
+    );
+    let plain = t.caller(&p, &["qwen"], &[]);
+    let (res, plan) = run(&plain, &team);
+    assert_eq!(injected(&plan), ["TEAM_KEY"]);
+    assert_eq!(res.api_key.fingerprint, fp(DS_KEY2));
+    // An exported OPENAI_API_KEY ranks above security.auth.apiKey: TEAM_KEY would lose, so it
+    // is not passed on.
+    let exported = t.caller(&p, &["qwen"], &[("OPENAI_API_KEY", "sk-exported-openai-key")]);
+    let (res, plan) = run(&exported, &team);
+    assert_eq!(injected(&plan), Vec::<String>::new());
+    assert_eq!(res.api_key.fingerprint, fp("sk-exported-openai-key"));
+    // With both in the keychain, the higher-ranked OPENAI_API_KEY is the one delivered, alone.
+    let (res, plan) = run(&plain, &both);
+    assert_eq!(injected(&plan), ["OPENAI_API_KEY"]);
+    assert_eq!(res.api_key.fingerprint, fp(DS_KEY));
+    // `--openai-api-key` beats every variable: nothing is injected.
+    let flag = t.caller(&p, &["qwen", "--openai-api-key", "sk-flag-given-key"], &[]);
+    let (_, plan) = run(&flag, &both);
+    assert_eq!(injected(&plan), Vec::<String>::new());
 }

@@ -99,6 +99,10 @@ struct Expect {
 struct Keychain {
     name: String,
     value: String,
+    /// The key the tool would use without qwen-env: `run` must say it replaced it, by
+    /// fingerprint (and never print it).
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 fn cases() -> Vec<Case> {
@@ -730,6 +734,21 @@ fn run_with_keychain(
                     "[run] `qwen-env run -- qwen` exited badly: {}",
                     ran.describe()
                 ));
+            }
+            if let Some(old) = &kc.replaces {
+                let said = ran.stderr.lines().any(|l| {
+                    l.contains("replaced") && l.contains(&fingerprint(old)) && l.contains(&want)
+                });
+                if !said {
+                    out.problem(format!(
+                        "[run] stderr does not say the key {} was replaced by the keychain's {want}: {}",
+                        fingerprint(old),
+                        tail(&ran.stderr)
+                    ));
+                }
+                if ran.stderr.contains(old.as_str()) || ran.stdout.contains(old.as_str()) {
+                    out.problem("[run] the replaced key was printed".to_owned());
+                }
             }
         }
     }

@@ -107,6 +107,11 @@ pub struct QwenResolution {
     pub key: Option<(String, KeySource)>,
     /// The variable whose keychain entry feeds the key: the entry's `envKey`, else `KEY`.
     pub key_var: Option<String>,
+    /// Every variable the key can come from, highest precedence first: the provider's `envKey`,
+    /// then `KEY` (`OPENAI_API_KEY` for openai), then the variables a `$VAR` in the winning
+    /// `security.auth.apiKey` expands. With no auth type yet, `OPENAI_API_KEY`, which can complete
+    /// the inference triple. `run` injects the first of these the keychain holds.
+    pub key_reads: Vec<String>,
     /// The resolved base URL.
     pub base_url: Option<String>,
     /// The resolved model.
@@ -197,14 +202,23 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
 
     // A, B, C. Locations, settings, environment overlay (`--bare` reads neither settings nor
     // `.env` files).
-    let (layers, untrusted_workspace, env, unresolved) = if bare {
-        (Vec::new(), false, env_proc, Vec::new())
-    } else {
-        let raw = layers::load(src, &mut findings);
-        let untrusted = raw.untrusted_workspace;
-        let c = environment::overlay(src, &env_proc, raw);
-        (c.layers, untrusted, c.env, c.unresolved)
-    };
+    let mut key_refs: Vec<String> = Vec::new();
+    let (layers, untrusted_workspace, env, unresolved) =
+        if bare {
+            (Vec::new(), false, env_proc, Vec::new())
+        } else {
+            let raw = layers::load(src, &mut findings);
+            // The merged `security.auth.apiKey` is the highest layer's: the variables its
+            // unexpanded text names are the ones the key can be read from.
+            if let Some(s) = raw.layers.iter().rev().find_map(|(_, _, n)| {
+                n.path(&["security", "auth", "apiKey"]).and_then(Node::as_str)
+            }) {
+                key_refs = settings::references(s).map(str::to_string).collect();
+            }
+            let untrusted = raw.untrusted_workspace;
+            let c = environment::overlay(src, &env_proc, raw);
+            (c.layers, untrusted, c.env, c.unresolved)
+        };
     let merged = settings::merge(layers.iter().map(|l| &l.node));
     let view = View { layers: &layers, env: &env };
     let mut read_vars: Vec<String> = Vec::new();
@@ -227,6 +241,7 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
         provider: None,
         key: None,
         key_var: None,
+        key_reads: Vec::new(),
         base_url: None,
         model: None,
         fields: [selected.field, Field::default(), Field::default(), Field::default()],
@@ -251,6 +266,7 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
     let Some(t) = auth else {
         if selected.text.is_none() {
             findings.push(auth::no_auth_type(&env));
+            out.key_reads = vec!["OPENAI_API_KEY".to_string()];
         }
         out.findings = findings;
         out.read_vars = read_vars;
@@ -295,6 +311,15 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
     );
     out.key = g.key;
     out.key_var = g.key_var;
+    let env_key = provider.as_ref().and_then(|p| p.env_key.clone()).filter(|k| !k.is_empty());
+    out.key_reads = env_key.into_iter().chain([t.key_var().to_string()]).collect();
+    if !bare {
+        for r in key_refs {
+            if !out.key_reads.contains(&r) {
+                out.key_reads.push(r);
+            }
+        }
+    }
     out.base_url = g.base_url;
     out.model = g.model;
     out.provider = provider;
