@@ -23,8 +23,9 @@ use crate::clock::now;
 use crate::error::RequestError;
 use crate::gate;
 use crate::keys::{KeyError, Keys};
+use crate::memo::{self, Memo, Outcome};
 use crate::probe::Prober;
-use crate::resolution::{Ask, Resolved, Resolver};
+use crate::resolution::{Ask, Loaded, Resolved, Resolver};
 use crate::trust::Trust;
 use crate::verify::{self, Target, Verifier};
 use crate::watcher::{Watcher, count};
@@ -65,6 +66,7 @@ pub struct Engine {
     verifier: Arc<Verifier>,
     watcher: Arc<Watcher>,
     trust: Trust,
+    memo: Memo,
 }
 
 impl Engine {
@@ -77,7 +79,7 @@ impl Engine {
         trust: Trust,
     ) -> Self {
         let verifier = Arc::new(Verifier::new(prober, keys.clone()));
-        Self { keys, resolver, verifier, watcher, trust }
+        Self { keys, resolver, verifier, watcher, trust, memo: Memo::default() }
     }
 
     /// The key store.
@@ -123,42 +125,16 @@ impl Engine {
     /// endpoint, so it never probes.
     pub async fn assess(&self, ask: &Ask<'_>, probes: Probes) -> Assessment {
         let view = self.keys.view().await;
-        let Resolved { mut resolution, plan, watched, project, proxy, sources } =
-            self.resolver.resolve(ask, &view, self.keys.durable());
-        let catalog = self.resolver.catalog();
-        let mut target = verify::target(&resolution, &plan);
-        let mut extra = Vec::new();
-        let mut refusal = None;
-        if let Some(t) = &mut target {
-            // The gate: may this key go to this base URL (by probe, or through `run`)?
-            let key = gate::Key {
-                variable: t.variable.as_deref(),
-                text: match &t.key {
-                    KeyRef::Plain(v) => Some(v.expose_secret()),
-                    KeyRef::Keychain(_) => None,
-                },
+        let durable = self.keys.durable();
+        let loaded = self.resolver.load(ask);
+        let catalog = loaded.catalog.clone();
+        let key = memo::Key::new(ask, &loaded, &view, durable, now(), self.trust.generation());
+        let Outcome { mut resolution, plan, target, watched, refusal } =
+            match self.memo.get(&key, &loaded) {
+                Some(hit) => hit,
+                None => self.outcome(ask, loaded, key, &view, durable),
             };
-            let trusted = std::cell::OnceCell::new();
-            let trusted = || *trusted.get_or_init(|| self.trust.covers(&project));
-            let verdict = gate::clear(&catalog, &t.base, &key, || {
-                project.is_empty() || self.chosen_by_user(ask, &view, sources, t) || trusted()
-            });
-            t.clearance = verdict.clearance();
-            if verdict == gate::Verdict::Untrusted {
-                refusal = Some(gate::untrusted(
-                    &t.base,
-                    &t.base_source,
-                    &t.key_source,
-                    &project,
-                    &ask.caller.cwd,
-                ));
-            } else if let Some(proxy) = proxy.as_deref().filter(|_| !trusted()) {
-                // The tool sends everything through this proxy, whatever the base URL. The
-                // daemon's own probes use its own environment, so only `run` is at stake.
-                refusal = Some(gate::untrusted_proxy(proxy, &t.key_source, &ask.caller.cwd));
-            }
-            extra.extend(refusal.clone());
-        }
+        let mut extra: Vec<Finding> = refusal.iter().cloned().collect();
         if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
             match probes {
                 Probes::Skip => {}
@@ -172,6 +148,65 @@ impl Engine {
             resolution.findings = qwen_env_resolve::rules::finish(all, &self.resolver.silenced());
         }
         Assessment { resolution, plan, target, watched, refusal }
+    }
+
+    /// The assessment before probe findings, computed (and remembered under `key`).
+    fn outcome(
+        &self,
+        ask: &Ask<'_>,
+        loaded: Loaded,
+        key: memo::Key,
+        view: &qwen_env_resolve::KeychainView,
+        durable: bool,
+    ) -> Outcome {
+        let (config, catalog, files) =
+            (loaded.config.clone(), loaded.catalog.clone(), loaded.sources.clone());
+        let Resolved { resolution, plan, watched, project, proxy, sources } =
+            self.resolver.resolve_loaded(ask, loaded, view, durable);
+        let mut target = verify::target(&resolution, &plan);
+        let refusal = target
+            .as_mut()
+            .and_then(|t| self.gate(ask, view, &catalog, &project, proxy.as_deref(), sources, t));
+        let outcome = Outcome { resolution, plan, target, watched, refusal };
+        self.memo.put(key, config, catalog, files, outcome.clone());
+        outcome
+    }
+
+    /// The gate: may the target's key go to its base URL (by probe, or through `run`)? Sets
+    /// the target's clearance; returns why not, when the project chose the destination.
+    #[allow(clippy::too_many_arguments)] // the gate's inputs, each from the resolution
+    fn gate(
+        &self,
+        ask: &Ask<'_>,
+        view: &qwen_env_resolve::KeychainView,
+        catalog: &qwen_env_resolve::Catalog,
+        project: &[PathBuf],
+        proxy: Option<&str>,
+        sources: qwen_env_resolve::Sources,
+        t: &mut Target,
+    ) -> Option<Finding> {
+        let key = gate::Key {
+            variable: t.variable.as_deref(),
+            text: match &t.key {
+                KeyRef::Plain(v) => Some(v.expose_secret()),
+                KeyRef::Keychain(_) => None,
+            },
+        };
+        let trusted = std::cell::OnceCell::new();
+        let trusted = || *trusted.get_or_init(|| self.trust.covers(project));
+        let verdict = gate::clear(catalog, &t.base, &key, || {
+            project.is_empty() || self.chosen_by_user(ask, view, sources, t) || trusted()
+        });
+        t.clearance = verdict.clearance();
+        if verdict == gate::Verdict::Untrusted {
+            Some(gate::untrusted(&t.base, &t.base_source, &t.key_source, project, &ask.caller.cwd))
+        } else if let Some(proxy) = proxy.filter(|_| !trusted()) {
+            // The tool sends everything through this proxy, whatever the base URL. The daemon's
+            // own probes use its own environment, so only `run` is at stake.
+            Some(gate::untrusted_proxy(proxy, &t.key_source, &ask.caller.cwd))
+        } else {
+            None
+        }
     }
 
     /// Whether the project's own files left out, the same key still goes to the same base URL:

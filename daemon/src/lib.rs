@@ -33,6 +33,7 @@ pub mod keychain;
 pub mod keys;
 pub mod lineage;
 pub mod logging;
+pub mod memo;
 pub mod paths;
 pub mod probe;
 pub mod ready;

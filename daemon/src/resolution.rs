@@ -53,6 +53,20 @@ pub struct Resolved {
     pub sources: Sources,
 }
 
+/// What one resolution reads besides the keychain ([`Resolver::load`]).
+pub struct Loaded {
+    /// The caller, with the config's `default_command` applied.
+    pub caller: CallerContext,
+    home: PathBuf,
+    /// qwen-env's config in force.
+    pub config: Arc<Config>,
+    config_error: Option<Finding>,
+    /// The catalogue in force.
+    pub catalog: Arc<Catalog>,
+    /// The caller's files.
+    pub sources: Sources,
+}
+
 /// The daemon's resolver: cache plus config.
 pub struct Resolver {
     cache: SourceCache,
@@ -128,11 +142,30 @@ impl Resolver {
 
     /// Resolves one request. `durable` says whether the keychain survives a reboot.
     pub fn resolve(&self, ask: &Ask<'_>, keychain: &KeychainView, durable: bool) -> Resolved {
+        self.resolve_loaded(ask, self.load(ask), keychain, durable)
+    }
+
+    /// Everything a resolution of `ask` reads besides the keychain: the config and catalogue in
+    /// force and the caller's files (re-read when changed). Two equal [`Loaded`]s (see
+    /// [`Loaded::same_inputs`]) resolve alike.
+    pub fn load(&self, ask: &Ask<'_>) -> Loaded {
         let (config, config_error) = self.config();
-        let caller = with_default_command(&config, ask.caller);
+        let caller = with_default_command(&config, ask.caller).into_owned();
         let home = caller_home(&caller);
         let sources = self.cache.load(&caller, &home);
         let catalog = self.config.lock().expect("config lock").catalog.clone();
+        Loaded { caller, home, config, config_error, catalog, sources }
+    }
+
+    /// Resolves `ask` over what [`Resolver::load`] read.
+    pub fn resolve_loaded(
+        &self,
+        ask: &Ask<'_>,
+        loaded: Loaded,
+        keychain: &KeychainView,
+        durable: bool,
+    ) -> Resolved {
+        let Loaded { caller, home, config, config_error, catalog, sources } = loaded;
         let (mut resolution, plan) = qwen_env_resolve::resolve(
             &sources,
             &params(ask, &caller, &home, keychain, &config, &catalog),

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use qwen_env_proto::TrustEntry;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ struct TrustFile {
 pub struct Trust {
     path: PathBuf,
     file: Mutex<TrustFile>,
+    /// Bumped on every change to the records (assessments remembered by
+    /// [`crate::memo::Memo`] name the generation they saw).
+    generation: AtomicU64,
 }
 
 impl Trust {
@@ -54,7 +58,7 @@ impl Trust {
                 TrustFile { version: 1, ..TrustFile::default() }
             }),
         };
-        Self { path, file: Mutex::new(file) }
+        Self { path, file: Mutex::new(file), generation: AtomicU64::new(0) }
     }
 
     /// Whether every one of `files` is trusted with its current content.
@@ -122,7 +126,14 @@ impl Trust {
             .collect()
     }
 
+    /// Changes so far: equal generations mean equal records.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn save(&self, file: &TrustFile) -> std::io::Result<()> {
+        // The records in memory have changed already, whether or not the file is written.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
         crate::paths::write_private(&self.path, &bytes)
     }

@@ -294,7 +294,7 @@ pub struct KeyInfo {
 
 /// The caller's situation, sent with every request that resolves. The daemon uses it for that
 /// one request and never applies it to its own environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct CallerContext {
     /// The caller's working directory (absolute).
     pub cwd: String,

@@ -65,6 +65,8 @@ struct Stamp {
 
 struct Slot {
     stamp: Stamp,
+    /// When the bytes behind `hash` were read (Unix ns): see [`Slot::settled`].
+    read_at: u128,
     hash: [u8; 32],
     parsed: Parsed,
     /// What the slot counts against the budget: the file's size plus a fixed overhead.
@@ -146,6 +148,26 @@ impl std::fmt::Debug for SourceCache {
             .field("files", &lru.files.len())
             .field("bytes", &lru.bytes)
             .finish_non_exhaustive()
+    }
+}
+
+/// How long after a file's mtime a rewrite can still leave the same mtime: the kernel stamps
+/// files from a coarse clock (one tick, at most 10 ms), file systems with whole-second times
+/// round to up to 2 s.
+fn racy_window(mtime_ns: u128) -> u128 {
+    if mtime_ns.is_multiple_of(1_000_000_000) { 2_000_000_000 } else { 20_000_000 }
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+impl Slot {
+    /// Whether an unchanged stamp proves unchanged content. A file written in the same clock
+    /// tick as our read can change again without its size or mtime changing ("racily clean",
+    /// as git calls it), so a stamp counts only once the read came well after the mtime.
+    fn settled(&self, st: &Stamp) -> bool {
+        self.stamp == *st && st.mtime_ns + racy_window(st.mtime_ns) < self.read_at
     }
 }
 
@@ -287,11 +309,12 @@ impl SourceCache {
         let key = (path.to_path_buf(), kind);
         let st = stamp(&meta);
         if let Some(slot) = self.lock().touch(&key)
-            && slot.stamp == st
+            && slot.settled(&st)
         {
             return Some(slot.parsed.clone());
         }
         // No lock from here until the insert: the read and the parse may take a while.
+        let read_at = now_ns();
         let (bytes, meta) = match fsread::read_regular(path, kind.cap()) {
             Ok(read) => read,
             Err(why) => {
@@ -306,6 +329,7 @@ impl SourceCache {
             && slot.stamp.mode == st.mode
         {
             slot.stamp = st;
+            slot.read_at = read_at;
             return Some(slot.parsed.clone());
         }
         self.parses.fetch_add(1, Ordering::Relaxed);
@@ -333,7 +357,7 @@ impl SourceCache {
             })),
         };
         let weight = bytes.len() as u64 + SLOT_OVERHEAD;
-        let slot = Slot { stamp: st, hash, parsed: parsed.clone(), weight, used: 0 };
+        let slot = Slot { stamp: st, read_at, hash, parsed: parsed.clone(), weight, used: 0 };
         self.lock().insert(key, slot, self.budget);
         Some(parsed)
     }
@@ -564,6 +588,27 @@ mod tests {
         assert_eq!(cache.parses(), 5, "1 was evicted and is parsed again");
         assert!(cache.cached_bytes() <= 3 * weight + 10);
         assert!(f.is_empty());
+    }
+
+    /// A same-size rewrite that keeps the mtime (a coarse clock, or a tool restoring it) is
+    /// still seen while the mtime is recent: the stamp alone is not trusted then.
+    #[test]
+    fn a_rewrite_in_the_same_clock_tick_is_seen() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join(".env");
+        let cache = SourceCache::default();
+        let mut f = Vec::new();
+        let value = |cache: &SourceCache| match cache.get(&path, Kind::Env, &mut Vec::new()) {
+            Some(Parsed::Env(e)) => e.entries[0].value.clone(),
+            _ => panic!("not read"),
+        };
+        let tick = std::time::SystemTime::now();
+        for v in ["K=first", "K=other"] {
+            std::fs::write(&path, v).unwrap();
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(tick).unwrap();
+            assert_eq!(format!("K={}", value(&cache)), v);
+        }
+        assert!(cache.get(&path, Kind::Env, &mut f).is_some() && f.is_empty());
     }
 
     #[test]

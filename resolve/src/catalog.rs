@@ -105,9 +105,30 @@ pub struct EndpointDef {
     /// Words for people ("DashScope Singapore"); the region id when absent.
     #[serde(default)]
     pub label: Option<String>,
+    /// `base_url` parsed, once: matching runs several times per resolution.
+    #[serde(skip)]
+    parsed: Parsed,
 }
 
+/// A base URL parsed on first use. Not part of an endpoint's identity (it follows from
+/// `base_url`), so it compares equal whatever it holds.
+#[derive(Debug, Clone, Default)]
+struct Parsed(std::sync::OnceLock<Option<Url>>);
+
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Parsed {}
+
 impl EndpointDef {
+    /// `base_url` parsed (`None` when it is not an http(s) URL, which [`Catalog::check`] refuses).
+    pub fn url(&self) -> Option<&Url> {
+        self.parsed.0.get_or_init(|| Url::parse(&self.base_url)).as_ref()
+    }
+
     /// The label, else the region id.
     pub fn display(&self) -> &str {
         self.label.as_deref().unwrap_or(&self.region)
@@ -232,7 +253,7 @@ impl Catalog {
                 ));
             }
             for e in &f.endpoints {
-                if Url::parse(&e.base_url).is_none() {
+                if e.url().is_none() {
                     return Err(format!(
                         "family \"{}\" region \"{}\": base_url {:?} is not an http(s) URL",
                         f.id, e.region, e.base_url
@@ -265,12 +286,15 @@ impl Catalog {
     /// a prefix of the URL's (whole segments). The longest path wins, so `…/api/coding/paas/v4` is
     /// told apart from `…/api/paas/v4`.
     pub fn detect(&self, base_url: &str) -> Option<Detected<'_>> {
-        let url = Url::parse(base_url)?;
+        self.detect_url(&Url::parse(base_url)?)
+    }
+
+    fn detect_url(&self, url: &Url) -> Option<Detected<'_>> {
         let mut best: Option<(usize, Detected<'_>)> = None;
         for family in &self.families {
             for endpoint in &family.endpoints {
-                let Some(ep) = Url::parse(&endpoint.base_url) else { continue };
-                if ep.origin() == url.origin() && url.path_starts_with(&ep) {
+                let Some(ep) = endpoint.url() else { continue };
+                if ep.origin() == url.origin() && url.path_starts_with(ep) {
                     let len = ep.segments().len();
                     if best.as_ref().is_none_or(|(l, _)| len > *l) {
                         best = Some((len, Detected { family, endpoint }));
@@ -307,13 +331,13 @@ impl Catalog {
     /// the first family with an endpoint on the same host (another path or scheme of that
     /// service, such as `https://openrouter.ai/v1`).
     pub fn endpoint_family(&self, base_url: &str) -> Option<&Family> {
-        if let Some(d) = self.detect(base_url) {
+        let url = Url::parse(base_url)?;
+        if let Some(d) = self.detect_url(&url) {
             return Some(d.family);
         }
-        let url = Url::parse(base_url)?;
-        self.families.iter().find(|f| {
-            f.endpoints.iter().any(|e| Url::parse(&e.base_url).is_some_and(|u| u.host == url.host))
-        })
+        self.families
+            .iter()
+            .find(|f| f.endpoints.iter().any(|e| e.url().is_some_and(|u| u.host == url.host)))
     }
 
     /// What a base URL is for the static rules: its family's class, else [`Class::Local`] for a

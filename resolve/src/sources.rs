@@ -61,7 +61,7 @@ pub struct JsonFile {
 }
 
 /// Qwen Code's files for one caller.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct QwenSources {
     /// `$QWEN_HOME` (expanded) or `~/.qwen`.
     pub qdir: PathBuf,
@@ -84,7 +84,7 @@ pub struct QwenSources {
 }
 
 /// OpenClaw's files for one caller.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OpenClawSources {
     /// The state dir (`~/.openclaw`, `$OPENCLAW_STATE_DIR`).
     pub state_dir: PathBuf,
@@ -135,7 +135,7 @@ impl Host {
 }
 
 /// Everything the resolver needs, read from disk.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Sources {
     /// Which host these sources are for.
     pub host: Host,

@@ -202,3 +202,30 @@ fn at_the_watch_limit_changes_are_still_seen_on_the_next_command() {
     assert!(wait_until(WAIT, || explain(&env, &proj)["api_key"]["fingerprint"]
         == fingerprint("sk-unwatched00000000000006")));
 }
+
+/// Every answer is exact right after an edit, with no wait: in-place rewrites of the same size
+/// (same inode, same length, often the same mtime tick) between two requests in a tight loop.
+/// The parse cache and the daemon's memo of assessments must both notice each one.
+#[test]
+fn an_edit_between_two_requests_is_always_seen() {
+    let env = TestEnv::new();
+    let proj = env.home.join("work/tight");
+    let dotenv = proj.join(".env");
+    std::fs::create_dir_all(&proj).unwrap();
+    let settings = format!(
+        r#"{{ "security": {{ "auth": {{ "selectedType": "openai" }} }}, "model": {{ "name": "m" }},
+  "modelProviders": {{ "openai": [ {{ "id": "m", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{}" }} ] }} }}"#,
+        "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+    );
+    write(&env.home.join(".qwen/settings.json"), &settings);
+    for i in 0..40 {
+        // Same length every time: only the content tells the versions apart.
+        let key = format!("sk-tight{i:020}");
+        std::fs::write(&dotenv, format!("DASHSCOPE_API_KEY={key}\n")).unwrap();
+        let first = explain(&env, &proj);
+        assert_eq!(first["api_key"]["fingerprint"], fingerprint(&key), "edit {i}: first request");
+        // The same question again (the memo's hit path) is still this version.
+        let again = explain(&env, &proj);
+        assert_eq!(again["api_key"]["fingerprint"], fingerprint(&key), "edit {i}: second request");
+    }
+}
