@@ -195,6 +195,16 @@ pub enum KeyCommand {
         /// The key's name.
         name: String,
     },
+    /// Move keys stored while the daemon used another keychain backend into the one it uses now
+    /// (`key ls` names the backend of a key it cannot read).
+    Migrate {
+        /// The backend the keys are in now.
+        #[arg(long, value_name = "BACKEND", value_parser = ["keyutils", "secret-service", "macos", "windows"])]
+        from: String,
+        /// Only these keys (default: every key `key ls` lists).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -127,7 +127,9 @@ impl Engine {
             self.resolver.resolve(ask, &view, self.keys.durable());
         let catalog = self.resolver.catalog();
         let mut target = verify::target(&resolution, &plan);
-        let mut extra = Vec::new();
+        // Keys the index lists but the daemon's backend cannot give `run`.
+        let names: Vec<&str> = plan.inject_as.iter().map(|(n, _)| n.as_str()).collect();
+        let mut extra = if ask.as_is { Vec::new() } else { self.keys.absent(&names).await };
         let mut refusal = None;
         if let Some(t) = &mut target {
             // The gate: may this key go to this base URL (by probe, or through `run`)?

@@ -74,6 +74,9 @@ async fn answer(
             Response::KeyVerified { info, notes, findings }
         }
         Request::Trust(req) => Response::Trust(engine.trust(&req).await?),
+        Request::KeyMigrate { from, names } => {
+            Response::Migrated(engine.keys().migrate(&from, &names, crate::clock::now()).await?)
+        }
     })
 }
 
@@ -102,7 +105,8 @@ fn guarded(request: &Request) -> bool {
         | Request::Resolve(_)
         | Request::KeyImport(_)
         | Request::Verify(_)
-        | Request::KeySetVerified { .. } => true,
+        | Request::KeySetVerified { .. }
+        | Request::KeyMigrate { .. } => true,
     }
 }
 

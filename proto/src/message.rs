@@ -71,6 +71,14 @@ pub enum Request {
     /// `qwen-env trust`: trust, list or revoke a directory's own files. Answered by
     /// [`Response::Trust`].
     Trust(TrustRequest),
+    /// `qwen-env key migrate --from BACKEND [NAME...]`: move keys from another keychain backend
+    /// into the one the daemon uses. Answered by [`Response::Migrated`].
+    KeyMigrate {
+        /// The backend to move them from (`keyutils`, `secret-service`).
+        from: String,
+        /// The keys to move; empty: every key `key ls` lists.
+        names: Vec<String>,
+    },
 }
 
 /// Parameters of `Request::Trust`.
@@ -138,6 +146,19 @@ pub struct ImportItem {
     pub note: String,
 }
 
+/// What `key migrate` did with one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateItem {
+    /// The key's name.
+    pub name: String,
+    /// The fingerprint of the value found in the backend it came from.
+    pub fingerprint: String,
+    /// Whether the daemon's backend holds it now and the old copy is gone.
+    pub moved: bool,
+    /// What happened, for people (and what to do, when nothing did).
+    pub note: String,
+}
+
 /// A response from the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -178,6 +199,8 @@ pub enum Response {
     },
     /// Response for `Request::Trust`: what was trusted, listed or revoked.
     Trust(Vec<TrustEntry>),
+    /// Response for `Request::KeyMigrate`: one item per key found in the other backend.
+    Migrated(Vec<MigrateItem>),
 }
 
 /// Something the daemon noticed: a watched file changed, or a context's findings changed.
@@ -546,6 +569,7 @@ mod tests {
                 },
                 "09014b0173012f01017101014b015601",
             ),
+            (Request::KeyMigrate { from: "k".into(), names: vec!["K".into()] }, "0b016b01014b"),
         ];
         for (msg, bytes) in cases {
             assert_eq!(hex(&msg), bytes, "{msg:?}");
@@ -656,6 +680,15 @@ mod tests {
                     current: true,
                 }]),
                 "0a01022f7001660101",
+            ),
+            (
+                Response::Migrated(vec![MigrateItem {
+                    name: "K".into(),
+                    fingerprint: "f".into(),
+                    moved: true,
+                    note: "n".into(),
+                }]),
+                "0b01014b016601016e",
             ),
         ];
         for (msg, bytes) in cases {

@@ -60,6 +60,14 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// How long ago, in words: "just now", "3 minutes ago".
+fn ago(secs: u64) -> String {
+    match age(secs) {
+        now if secs < 60 => now,
+        a => format!("{a} ago"),
+    }
+}
+
 fn plural(n: u64, unit: &str) -> String {
     if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
