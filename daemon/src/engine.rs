@@ -324,11 +324,21 @@ impl Engine {
                 kind: "findings-changed".to_owned(),
                 path: None,
                 context: Some(format!("{tool} in {}", caller.cwd)),
-                message: format!("{tool} in {}: {e} errors, {w} warnings", caller.cwd),
+                message: format!(
+                    "{tool} in {}: {}, {}",
+                    caller.cwd,
+                    plural(e, "error"),
+                    plural(w, "warning")
+                ),
                 findings: after.clone(),
             });
         }
     }
+}
+
+/// "1 error", "2 errors".
+fn plural(n: u32, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 /// Watching is degraded: say so with every answer.

@@ -165,7 +165,13 @@ impl Verifier {
         if !self.prober.enabled || t.clearance.is_none() {
             return Vec::new();
         }
-        let findings = self.interpret(&catalog, &t);
+        let mut findings = self.interpret(&catalog, &t);
+        if self.pending(&catalog, &t) {
+            // Half an answer (the configured endpoint said no, the rest of the provider has not
+            // answered yet) must not be reported as the verdict.
+            findings.retain(|f| f.code != "key-rejected");
+            findings.push(not_verified(&catalog, &t));
+        }
         if !self.prober.is_fresh(&t.fp, &t.base) {
             let this = self.clone();
             tokio::spawn(async move {
@@ -176,6 +182,25 @@ impl Verifier {
             });
         }
         findings
+    }
+
+    /// Whether the cache cannot give the verdict for the target yet: nothing is known about its
+    /// base URL, or the base rejected the key and some endpoint the key is tried at next has not
+    /// answered.
+    fn pending(&self, catalog: &Catalog, t: &Target) -> bool {
+        match self.prober.cached(&t.fp, &t.base) {
+            None => true,
+            Some((r, _)) if r.outcome == Outcome::Rejected => {
+                let key = match &t.key {
+                    KeyRef::Plain(v) => Some(v.expose_secret().to_owned()),
+                    KeyRef::Keychain(_) => None,
+                };
+                discovery(catalog, &t.base, key.as_deref())
+                    .iter()
+                    .any(|(_, e)| self.prober.cached(&t.fp, &e.base_url).is_none())
+            }
+            Some(_) => false,
+        }
     }
 
     /// Turns the cached results for the target into findings.
@@ -448,6 +473,23 @@ fn finding(
 }
 
 /// Words for an endpoint: "DashScope Singapore (dashscope ap-southeast-1)", or the URL.
+/// The cache has no verdict for the key at its endpoint yet (a check is running): the findings
+/// are the files' only, and the output must say so.
+fn not_verified(catalog: &Catalog, t: &Target) -> Finding {
+    let where_ = label(detect(catalog, &t.base).as_ref(), &t.base);
+    finding(
+        "not-verified",
+        Severity::Info,
+        format!(
+            "the key ({}, {}) is not verified yet with {where_}; checking now in the background",
+            t.fp, t.key_source
+        ),
+        "`qwen-env doctor --verify` waits for the answer".to_owned(),
+        &t.base_source,
+        "no answer from the endpoint yet".to_owned(),
+    )
+}
+
 fn label(found: Option<&(Family, EndpointDef)>, base: &str) -> String {
     match found {
         Some((f, e)) => format!("{} ({} {})", e.display(), f.id, e.region),
