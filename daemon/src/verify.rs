@@ -87,6 +87,15 @@ fn discovery(catalog: &Catalog, base: &str, key: Option<&str>) -> Vec<(Family, E
         .collect()
 }
 
+/// The URL the key check asks at `base`, as the probe builds it (`GET {base}/models`; OpenRouter:
+/// `GET {origin}/api/v1/key`).
+fn probe_url(catalog: &Catalog, base: &str) -> String {
+    match kind_of(catalog, base) {
+        ProbeKind::Models => format!("{}/models", norm(base)),
+        ProbeKind::OpenrouterKey => format!("{}/api/v1/key", crate::probe::origin(base)),
+    }
+}
+
 fn kind_of(catalog: &Catalog, base: &str) -> ProbeKind {
     catalog.detect(base).map_or(ProbeKind::Models, |d| d.family.probe)
 }
@@ -279,7 +288,7 @@ impl Verifier {
                 out.push(finding(
                     "endpoint-not-found",
                     Severity::Error,
-                    format!("{where_} has no {}/models: the base URL's path is wrong", norm(&t.base)),
+                    format!("{where_} has no {}: the base URL's path is wrong", probe_url(catalog, &t.base)),
                     fix,
                     &t.base_source,
                     ev,
@@ -289,10 +298,17 @@ impl Verifier {
                 "endpoint-unreachable",
                 Severity::Warning,
                 format!("{where_} could not be reached: {cause}"),
-                format!(
-                    "check the host in {} and your network (HTTPS_PROXY/NO_PROXY are honoured); a local server must be running",
-                    t.base_source
-                ),
+                if t.base_source.starts_with("default") {
+                    format!(
+                        "check your network (HTTPS_PROXY/NO_PROXY are honoured): nothing sets this base URL, it is the tool's {}",
+                        t.base_source
+                    )
+                } else {
+                    format!(
+                        "check the host in {} and your network (HTTPS_PROXY/NO_PROXY are honoured); a local server must be running",
+                        t.base_source
+                    )
+                },
                 &t.base_source,
                 ev,
             )),
@@ -555,7 +571,7 @@ fn summarize(catalog: &Catalog, results: &[(String, ProbeResult)]) -> Option<Pro
     let result = match &r.outcome {
         Outcome::Valid { .. } => format!("valid at {base}"),
         Outcome::Rejected => format!("rejected by {base}"),
-        Outcome::NotFound => format!("no {}/models", norm(base)),
+        Outcome::NotFound => format!("no {}", probe_url(catalog, base)),
         Outcome::PlanClientRejected => format!("plan client rejected by {base}"),
         Outcome::RateLimited { .. } => format!("rate-limited by {base}"),
         Outcome::Unreachable { .. } => format!("{base} unreachable"),
