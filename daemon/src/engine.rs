@@ -162,6 +162,7 @@ impl Engine {
             extra.extend(refusal.clone());
         }
         if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
+            extra.extend(self.verifier.keychain_key_rules(&catalog, t).await);
             match probes {
                 Probes::Skip => {}
                 Probes::Cached => extra.extend(self.verifier.cached(catalog.clone(), t.clone())),

@@ -125,6 +125,26 @@ impl Verifier {
         }
     }
 
+    /// The static key rules (what kind of key goes to what kind of endpoint: an OpenRouter key to
+    /// OpenAI's default URL) for a keychain key, whose value the resolver never sees. No network:
+    /// the value comes from the keychain (its cache, usually) and only its class is used.
+    pub async fn keychain_key_rules(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {
+        let KeyRef::Keychain(name) = &t.key else { return Vec::new() };
+        let Ok(value) = self.keys.get(name).await else { return Vec::new() };
+        let mut out = Vec::new();
+        qwen_env_resolve::rules::key_endpoint_rules(
+            catalog,
+            Some(value.expose_secret()),
+            Some(name),
+            &t.key_source,
+            Some(&t.base),
+            &t.base_source,
+            t.model.as_ref().map(|(m, _)| m.as_str()),
+            &mut out,
+        );
+        out
+    }
+
     /// Probes the target now (the configured base URL, then the rest of its provider when the key is
     /// rejected), records what was learnt, and returns the findings.
     pub async fn fresh(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {

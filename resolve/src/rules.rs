@@ -112,8 +112,10 @@ pub fn key_endpoint_rules(
         let kind = catalog.key_class(k);
         // A known kind of key on an endpoint that only takes its own kind. Keys on OpenAI are
         // base-url-default-openai's; local servers take anything.
+        // An OpenRouter key elsewhere is openrouter-base-url's (below), said once.
         if let (Some(e), Some(kc), Some(ef)) = (ep, kind, ep_family)
             && kc != e
+            && kc != Class::Openrouter
             && matches!(e, Class::PayAsYouGo | Class::Plan | Class::Openrouter)
         {
             out.push(finding(
@@ -156,7 +158,7 @@ pub fn key_endpoint_rules(
                 "openrouter-base-url",
                 Severity::Error,
                 format!(
-                    "a key of {} is sent to {} ({base_source})",
+                    "a key of {} is sent to {} ({base_source}): expect 401",
                     key_words(&key_fams),
                     base.unwrap_or("the default endpoint")
                 ),
@@ -178,6 +180,34 @@ pub fn key_endpoint_rules(
             Some(base_source.to_string()),
         ));
     }
+    // An OpenRouter model id (`qwen/qwen3-coder:free`) sent to an endpoint whose model ids have
+    // no provider part: it answers "model not found" (seed 000's OpenRouter set-up half done).
+    if matches!(ep, Some(Class::PayAsYouGo | Class::Plan | Class::Openai))
+        && let Some(ef) = ep_family
+        && let Some(m) = model.filter(|m| openrouter_style(m))
+    {
+        let router = catalog
+            .of_class(Class::Openrouter)
+            .flat_map(|f| f.endpoints.first())
+            .map(|e| e.base_url.clone())
+            .next()
+            .unwrap_or_else(|| "OpenRouter's base URL".to_owned());
+        let bare = m.split_once('/').map_or(m, |(_, rest)| rest);
+        let bare = bare.split_once(':').map_or(bare, |(id, _)| id);
+        out.push(finding(
+            "openrouter-model-elsewhere",
+            Severity::Error,
+            format!(
+                "model \"{m}\" is an OpenRouter id (provider/model[:tag]), but it is sent to {} ({base_source}), whose model ids have no provider part: expect \"model not found\"",
+                ef.name
+            ),
+            format!(
+                "use {}'s own id for the model (e.g. {bare}; GET <base URL>/models lists them), or, to use OpenRouter, set the base URL to {router} with an OpenRouter key",
+                ef.name
+            ),
+            None,
+        ));
+    }
     if ep == Some(Class::Openrouter)
         && let Some(ef) = ep_family
         && let Some(m) = model
@@ -191,6 +221,17 @@ pub fn key_endpoint_rules(
             None,
         ));
     }
+}
+
+/// `provider/model` or `provider/model:tag`, as OpenRouter spells model ids: one slash, a
+/// lower-case provider part, no spaces.
+fn openrouter_style(model: &str) -> bool {
+    let Some((provider, rest)) = model.split_once('/') else { return false };
+    let provider_ok = !provider.is_empty()
+        && provider
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    provider_ok && !rest.is_empty() && !rest.contains(['/', ' '])
 }
 
 /// Near-miss and unread names (HOST_TOOLS.md 4.1 "Not read by Qwen Code", issue #822).
@@ -649,6 +690,9 @@ const FOLDS: &[(&str, &[&str])] = &[
     ),
     ("envkey-holds-secret", &["key-missing", "envkey-unset", "local-server-needs-key"]),
     ("key-in-other-backend", &["key-missing"]),
+    // The key and the model are OpenRouter's; only the base URL is not: one cause.
+    ("base-url-default-openai", &["openrouter-model-elsewhere"]),
+    ("openrouter-base-url", &["openrouter-model-elsewhere"]),
 ];
 
 /// Codes that name a cause: listed before the codes of the same severity that are not.
