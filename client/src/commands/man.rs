@@ -35,6 +35,11 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("qwen-env key import .env", "Import only the keys of ./.env."),
     ("qwen-env key rm OPENAI_API_KEY", "Delete a stored key."),
+    (
+        "qwen-env key migrate --from keyutils",
+        "Move the keys stored while the daemon used kernel keyutils into the backend it uses now \
+         (`key ls` names the backend of a key it cannot read).",
+    ),
     ("qwen-env run -- qwen -p hi", "Run Qwen Code with the key its settings need injected."),
     ("qwen-env run --with OPENROUTER_API_KEY -- openclaw", "Also inject a named key."),
     ("qwen-env run --profile work -- qwen", "Inject the keys of the config's [profile.work]."),
