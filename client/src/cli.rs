@@ -52,6 +52,13 @@ pub enum Command {
     /// Never starts the daemon, never fails, answers within a few milliseconds.
     #[command(hide = true)]
     HookStatus,
+    /// Names the completion scripts offer (stored keys, profiles), one a line, from a running
+    /// daemon; prints nothing (and exits 0) when none answers quickly. Never starts one.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// What to list.
+        what: CompleteWhat,
+    },
     /// Print a completion script for SHELL to standard output.
     Completions {
         /// The shell to print it for.
@@ -66,6 +73,15 @@ pub enum Command {
     /// Start the daemon at login: a systemd user unit, a launchd agent or a logon task.
     #[command(subcommand)]
     Service(ServiceCommand),
+}
+
+/// What `__complete` lists.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompleteWhat {
+    /// Stored keys' names.
+    Keys,
+    /// The config's profiles.
+    Profiles,
 }
 
 /// Shells `hook` supports.

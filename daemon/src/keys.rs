@@ -229,6 +229,11 @@ impl Keys {
         }
     }
 
+    /// Every indexed name, sorted (for completion: no keychain call).
+    pub async fn names(&self) -> Vec<String> {
+        self.meta.lock().await.keys.keys().cloned().collect()
+    }
+
     /// Whether the index holds `name`.
     pub async fn contains(&self, name: &str) -> bool {
         self.meta.lock().await.keys.contains_key(name)

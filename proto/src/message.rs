@@ -79,6 +79,19 @@ pub enum Request {
         /// The keys to move; empty: every key `key ls` lists.
         names: Vec<String>,
     },
+    /// Names for shell completion (`qwen-env __complete`): from the daemon's index and config
+    /// only, never the keychain, so it is fast and cannot prompt. Answered by
+    /// [`Response::Names`].
+    Names(NameKind),
+}
+
+/// What `Request::Names` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NameKind {
+    /// Stored keys' names.
+    Keys,
+    /// The config's profiles.
+    Profiles,
 }
 
 /// Parameters of `Request::Trust`.
@@ -201,6 +214,8 @@ pub enum Response {
     Trust(Vec<TrustEntry>),
     /// Response for `Request::KeyMigrate`: one item per key found in the other backend.
     Migrated(Vec<MigrateItem>),
+    /// Response for `Request::Names`, sorted.
+    Names(Vec<String>),
 }
 
 /// Something the daemon noticed: a watched file changed, or a context's findings changed.
@@ -690,6 +705,7 @@ mod tests {
                 }]),
                 "0b01014b016601016e",
             ),
+            (Response::Names(vec!["K".into()]), "0c01014b"),
         ];
         for (msg, bytes) in cases {
             assert_eq!(hex(&msg), bytes, "{msg:?}");

@@ -30,6 +30,10 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Daemon(cmd) => daemon::daemon(&cmd),
         Command::Events { json } => events::events(json),
         Command::Hook { shell } => hook::hook(shell),
+        Command::Complete { what } => {
+            completions::names(what);
+            Ok(())
+        }
         Command::HookStatus => {
             hook::hook_status();
             Ok(())
