@@ -153,7 +153,7 @@ impl Keys {
         };
         let meta_path = data_dir.join(file);
         let meta = load_meta(&meta_path);
-        Self { keychain, meta_path, meta: Mutex::new(meta), presence: Default::default() }
+        Self { keychain, meta_path, meta: Mutex::new(meta), presence: std::sync::Mutex::default() }
     }
 
     /// The keychain underneath.

@@ -188,7 +188,7 @@ pub fn key_endpoint_rules(
     {
         let router = catalog
             .of_class(Class::Openrouter)
-            .flat_map(|f| f.endpoints.first())
+            .filter_map(|f| f.endpoints.first())
             .map(|e| e.base_url.clone())
             .next()
             .unwrap_or_else(|| "OpenRouter's base URL".to_owned());

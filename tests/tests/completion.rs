@@ -56,11 +56,9 @@ fn blocks(out: &Output) -> Vec<(String, Vec<String>)> {
 fn expect(out: &Output, cases: &[(&str, &[&str])]) {
     let got = blocks(out);
     for (line, want) in cases {
-        let words = got
-            .iter()
-            .find(|(l, _)| l == line)
-            .map(|(_, w)| w.clone())
-            .unwrap_or_else(|| panic!("no block for `{line}`: {}", describe(out)));
+        let Some((_, words)) = got.iter().find(|(l, _)| l == line) else {
+            panic!("no block for `{line}`: {}", describe(out))
+        };
         let mut sorted = words.clone();
         sorted.sort();
         sorted.dedup();

@@ -64,7 +64,7 @@ fn a_literal_envkey_is_the_cause_of_the_missing_local_key() {
     assert_eq!(c.first(), Some(&"envkey-holds-secret"), "{f:#?}");
     assert!(!c.contains(&"local-server-needs-key"), "{f:#?}");
     assert!(f[0]["message"].as_str().unwrap().contains("local-server-needs-key"), "{f:#?}");
-    assert!(!f.to_vec().iter().any(|x| x.to_string().contains("d224")), "the key was shown");
+    assert!(!f.iter().any(|x| x.to_string().contains("d224")), "the key was shown");
 }
 
 #[test]
@@ -90,15 +90,14 @@ fn an_offline_key_set_says_unreachable_once_with_a_count() {
     let closed: Vec<u16> = (0..4)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
         .collect();
-    let endpoints: String = closed
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "[[family.endpoint]]\nregion = \"r{i}\"\nbase_url = \"http://127.0.0.1:{p}/compatible-mode/v1\"\n"
-            )
-        })
-        .collect();
+    let mut endpoints = String::new();
+    for (i, p) in closed.iter().enumerate() {
+        use std::fmt::Write as _;
+        let _ = write!(
+            endpoints,
+            "[[family.endpoint]]\nregion = \"r{i}\"\nbase_url = \"http://127.0.0.1:{p}/compatible-mode/v1\"\n"
+        );
+    }
     let catalog = env.root.path().join("catalog.toml");
     std::fs::write(
         &catalog,

@@ -20,14 +20,14 @@ pub fn key(cmd: KeyCommand) -> Result<(), CliError> {
             Response::Removed { name } => out(&format!("removed {name}\n")),
             other => Err(unexpected(&other)),
         },
-        KeyCommand::Migrate { from, names } => migrate(from, names),
+        KeyCommand::Migrate { from, names } => migrate(&from, names),
     }
 }
 
 /// `key migrate --from BACKEND [NAME...]`: one line per key found there; exit 1 when one could
 /// not be moved.
-fn migrate(from: String, names: Vec<String>) -> Result<(), CliError> {
-    let items = match ask(&Request::KeyMigrate { from: from.clone(), names })? {
+fn migrate(from: &str, names: Vec<String>) -> Result<(), CliError> {
+    let items = match ask(&Request::KeyMigrate { from: from.to_owned(), names })? {
         Response::Migrated(items) => items,
         other => return Err(unexpected(&other)),
     };
