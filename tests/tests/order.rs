@@ -49,6 +49,12 @@ fn an_unknown_provider_protocol_comes_first_and_carries_the_missing_key() {
     assert_eq!(text.status.code(), Some(1), "{}", describe(&text));
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(!stdout.contains("qwen-env key set OPENAI_API_KEY"), "the wrong fix: {stdout}");
+    // `status` counts the context's findings in words: "1 error", never "1 errors".
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("qwen-code in") && status.contains(": 1 error, 0 warnings"),
+        "{status}"
+    );
 }
 
 #[test]
