@@ -195,6 +195,27 @@ fn ls(json: bool) -> Result<(), CliError> {
     out(&ls_table(&keys, active.as_deref(), now))
 }
 
+/// The last check in few words: "valid: dashscope ap-southeast-1" when the probe found the
+/// family, else the result with each URL cut to its host (`key ls --json` has it in full).
+fn check_words(probe: &str, k: &KeyInfo) -> String {
+    if probe.starts_with("valid")
+        && let Some(f) = &k.family
+    {
+        return match &k.region {
+            Some(r) => format!("valid: {f} {r}"),
+            None => format!("valid: {f}"),
+        };
+    }
+    probe
+        .split(' ')
+        .map(|word| match word.split_once("://") {
+            Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
+            None => word,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The `key ls` table: columns as wide as their widest cell, the probe's result (with the family
 /// it found) last, so that a row stays near 100 columns.
 fn ls_table(keys: &[KeyInfo], active: Option<&str>, now: u64) -> String {
@@ -202,16 +223,9 @@ fn ls_table(keys: &[KeyInfo], active: Option<&str>, now: u64) -> String {
     let rows: Vec<[String; 6]> = keys
         .iter()
         .map(|k| {
-            let check = match (&k.probe, &k.family, &k.region) {
-                (None, _, _) => "never".to_owned(),
-                (Some(p), f, r) => {
-                    let found = match (f, r) {
-                        (Some(f), Some(r)) => format!(" [{f} {r}]"),
-                        (Some(f), None) => format!(" [{f}]"),
-                        _ => String::new(),
-                    };
-                    format!("{p}{found}, {}", ago(now.saturating_sub(k.probed)))
-                }
+            let check = match &k.probe {
+                None => "never".to_owned(),
+                Some(p) => format!("{}, {}", check_words(p, k), ago(now.saturating_sub(k.probed))),
             };
             notes.push((!k.present).then(|| match active.filter(|a| *a != k.backend) {
                 Some(a) => format!(
