@@ -1,6 +1,7 @@
-//! Plain `doctor` while the endpoint check is still running: it says "not verified yet" instead
-//! of an all-clear, and the verdict shows once the background check has answered (loopback
-//! mocks only; `QWEN_ENV_CATALOG` points the DashScope family at them).
+//! What probe findings say while and after the endpoint answers: plain `doctor` while the check
+//! is still running says "not verified yet" instead of an all-clear, the verdict shows once the
+//! background check has answered, and a 404 names the URL the check asked (loopback mocks only;
+//! `QWEN_ENV_CATALOG` points the families at them).
 
 use std::time::{Duration, Instant};
 
@@ -95,4 +96,56 @@ base_url = "{sg_url}"
         text.contains("error[key-region-mismatch]") && !text.contains("not-verified"),
         "{text}"
     );
+}
+
+/// An OpenRouter endpoint that answers the key check with 404: the finding names the URL the
+/// check asked (`/api/v1/key`), the one its evidence shows, not `/models`.
+#[test]
+fn endpoint_not_found_names_the_url_the_check_asked() {
+    let mut env = TestEnv::new();
+    let router = MockServer::start(MockConfig::new().route(
+        "GET",
+        "/api/v1/key",
+        qwen_env_tests::mock::Response::text(404, "no"),
+    ))
+    .unwrap();
+    let base = router.url("/api/v1");
+    let catalog = env.root.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[family]]\nid = \"openrouter\"\nname = \"OpenRouter\"\nkey_prefixes = [\"sk-or-\"]\n\
+             env_keys = [\"OPENROUTER_API_KEY\"]\nprobe = \"openrouter-key\"\nclass = \"openrouter\"\n\
+             [[family.endpoint]]\nregion = \"global\"\nbase_url = \"{base}\"\n"
+        ),
+    )
+    .unwrap();
+    env.set_var("QWEN_ENV_PROBE", "on");
+    env.set_var("QWEN_ENV_CATALOG", &catalog.display().to_string());
+    env.set_key(
+        "OPENROUTER_API_KEY",
+        "sk-or-v1-00000000000000000000000000000000000000000000000000000000000a404",
+    );
+    let settings = env.home.join(".qwen/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(
+        &settings,
+        format!(
+            r#"{{ "modelProviders": {{ "openai": [ {{ "id": "qwen/qwen3-coder", "envKey": "OPENROUTER_API_KEY", "baseUrl": "{base}" }} ] }},
+  "security": {{ "auth": {{ "selectedType": "openai" }} }}, "model": {{ "name": "qwen/qwen3-coder" }} }}"#
+        ),
+    )
+    .unwrap();
+    let out = env.run(&["doctor", "--verify", "--json"]);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    let f = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "endpoint-not-found")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    let (message, evidence) = (f["message"].as_str().unwrap(), f["evidence"].as_str().unwrap());
+    assert!(message.contains("/api/v1/key") && !message.contains("/models"), "{f:#}");
+    assert!(evidence.contains("/api/v1/key"), "{f:#}");
 }
