@@ -244,11 +244,21 @@ impl Keys {
         self.meta.lock().await.keys.get(name).map(|m| to_info(name, m, true))
     }
 
-    /// Removes a key from the keychain and the index.
+    /// Removes a key from the keychain (every backend that answers) and the index.
     pub async fn remove(&self, name: &str) -> Result<(), KeyError> {
         validate_name(name)?;
         self.forget_presence(name);
-        let in_keychain = self.keychain.delete(name).await?;
+        let mut in_keychain = self.keychain.delete(name).await?;
+        // A copy left in another backend (stored while the daemon used it) goes too: after
+        // `key rm` no keychain holds the key.
+        for other in self.keychain.others().await {
+            match other.delete(name).await {
+                Ok(gone) => in_keychain |= gone,
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "could not delete the other backend's copy")
+                }
+            }
+        }
         let mut meta = self.meta.lock().await;
         let in_meta = meta.keys.remove(name).is_some();
         if !in_keychain && !in_meta {
