@@ -255,7 +255,7 @@ impl Keys {
             match other.delete(name).await {
                 Ok(gone) => in_keychain |= gone,
                 Err(e) => {
-                    tracing::warn!(name, error = %e, "could not delete the other backend's copy")
+                    tracing::warn!(name, error = %e, "could not delete the other backend's copy");
                 }
             }
         }
