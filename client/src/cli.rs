@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// Launch AI coding CLIs with the right credentials from the OS keychain.
 #[derive(Parser, Debug)]
-#[command(name = "qwen-env", version, about, propagate_version = true)]
+// The version is the top level's only (`qwen-env --version`): propagated, it made clap answer a
+// mistyped `doctor --verbose` with "a similar argument exists: '--version'".
+#[command(name = "qwen-env", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

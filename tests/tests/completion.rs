@@ -115,21 +115,7 @@ fn bash_completes_keys_and_profiles() {
             ("qwen-env run --profile ", &["router", "work"]),
             ("qwen-env key migrate --from keyutils ", &KEYS),
             ("qwen-env key migrate --from ", &["keyutils", "secret-service", "macos", "windows"]),
-            (
-                "qwen-env key ",
-                &[
-                    "set",
-                    "ls",
-                    "import",
-                    "rm",
-                    "migrate",
-                    "help",
-                    "-h",
-                    "-V",
-                    "--help",
-                    "--version",
-                ],
-            ),
+            ("qwen-env key ", &["set", "ls", "import", "rm", "migrate", "help", "-h", "--help"]),
         ],
     );
 }

@@ -147,7 +147,6 @@ fn visible(cmd: &clap::Command) -> clap::Command {
     let mut rebuilt = clap::Command::new("qwen-env")
         .version(env!("CARGO_PKG_VERSION"))
         .subcommand_required(cmd.is_subcommand_required_set())
-        .propagate_version(true)
         .subcommands(subcommands);
     if let Some(about) = cmd.get_about() {
         rebuilt = rebuilt.about(about.clone());
