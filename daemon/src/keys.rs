@@ -510,6 +510,15 @@ impl Keys {
         KeychainView { entries }
     }
 
+    /// The value of `name` when the daemon's backend holds it, asking the keychain only as often
+    /// as [`PRESENCE_TTL`] allows for a key it lacks (for checks that run on every request).
+    pub async fn readable(&self, name: &str) -> Option<SecretValue> {
+        if self.presence(name).await.ok()? != Presence::Here {
+            return None;
+        }
+        self.keychain.get(name).await.ok().flatten()
+    }
+
     /// The value of `name`, for injection. When the daemon's backend lacks it, the error names
     /// the backend that holds it.
     pub async fn get(&self, name: &str) -> Result<SecretValue, KeyError> {

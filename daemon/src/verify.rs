@@ -130,7 +130,7 @@ impl Verifier {
     /// the value comes from the keychain (its cache, usually) and only its class is used.
     pub async fn keychain_key_rules(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {
         let KeyRef::Keychain(name) = &t.key else { return Vec::new() };
-        let Ok(value) = self.keys.get(name).await else { return Vec::new() };
+        let Some(value) = self.keys.readable(name).await else { return Vec::new() };
         let mut out = Vec::new();
         qwen_env_resolve::rules::key_endpoint_rules(
             catalog,
