@@ -170,7 +170,8 @@ fn write_all(
 /// One page: clap_mangen's sections, then ours. `path` is the command's words after `qwen-env`.
 fn page(cmd: &clap::Command, path: &[String]) -> Result<Vec<u8>, CliError> {
     let fail = |e: std::io::Error| CliError::failed(format!("failed to render the man page: {e}"));
-    let man = clap_mangen::Man::new(cmd.clone())
+    // Every page names the version (VERSION section); only the top level has a --version flag.
+    let man = clap_mangen::Man::new(cmd.clone().version(env!("CARGO_PKG_VERSION")))
         .source(concat!("qwen-env ", env!("CARGO_PKG_VERSION")))
         .manual("qwen-env manual");
     let mut buf = Vec::new();
