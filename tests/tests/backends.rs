@@ -128,3 +128,47 @@ $Q daemon stop >/dev/null
     let printed = all.replace(&format!("injected={KEY}"), "");
     assert!(!printed.contains(KEY) && !stderr.contains(KEY), "the key was printed: {ctx}");
 }
+
+/// A key the index lists but no backend holds any more (kernel keyutils after a reboot, played
+/// by invalidating the key with keyctl, through the per-user persistent keyring the daemon links
+/// it into): an error with the fix, not "no problems found".
+#[test]
+fn a_key_no_backend_holds_is_an_error_with_the_fix() {
+    if !require("keyctl") {
+        return;
+    }
+    let env = TestEnv::new();
+    let qwen = env.home.join(".qwen");
+    std::fs::create_dir_all(&qwen).unwrap();
+    std::fs::write(
+        qwen.join("settings.json"),
+        format!(
+            r#"{{ "modelProviders": {{ "openai": [ {{ "id": "qwen3-coder-plus", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}" }} ] }},
+                 "security": {{ "auth": {{ "selectedType": "openai" }} }}, "model": {{ "name": "qwen3-coder-plus" }} }}"#
+        ),
+    )
+    .unwrap();
+    env.set_key("DASHSCOPE_API_KEY", KEY);
+    env.ok(&["daemon", "stop"]);
+    let description = format!("keyring:DASHSCOPE_API_KEY@qwen-env-{}", env.namespace);
+    let out = env
+        .command("sh")
+        .args([
+            "-c",
+            "keyctl get_persistent @s >/dev/null && keyctl invalidate \"$(keyctl search @s user \"$1\")\"",
+            "sh",
+            &description,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let out = env.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(text.contains("error[keychain-entry-missing]"), "{text}");
+    assert!(text.contains("fix: qwen-env key set DASHSCOPE_API_KEY"), "{text}");
+    let ls = env.ok(&["key", "ls"]);
+    assert!(ls.contains("! missing from the keyutils keychain"), "{ls}");
+    assert!(ls.contains("`qwen-env key set DASHSCOPE_API_KEY`"), "{ls}");
+}
