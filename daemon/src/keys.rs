@@ -317,8 +317,11 @@ impl Keys {
     /// [`Keys::locate`], from the memo while it is fresh.
     async fn presence(&self, name: &str) -> Result<Presence, KeychainError> {
         let memo = self.presence.lock().expect("presence lock").get(name).copied();
+        // A key the daemon's backend lacks sends the next check to the other backends, and a
+        // locked Secret Service may ask its user to unlock it: at most every ten TTLs.
+        let ttl = |p: Presence| if p == Presence::Here { PRESENCE_TTL } else { PRESENCE_TTL * 10 };
         match memo {
-            Some((p, at)) if at.elapsed() < PRESENCE_TTL => Ok(p),
+            Some((p, at)) if at.elapsed() < ttl(p) => Ok(p),
             _ => self.locate(name).await,
         }
     }
