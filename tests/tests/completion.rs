@@ -1,6 +1,7 @@
 //! Dynamic completions in the real shells' completion machinery: stored key names for `key rm`,
 //! `key migrate` and `--with`, profiles for `--profile`, from the running daemon through the
-//! hidden `qwen-env __complete`; fish's `hook <TAB>` offers shells, not files. bash is driven as
+//! hidden `qwen-env __complete`; fish's `hook <TAB>` and
+//! `completions <TAB>` offer shells, not files. bash is driven as
 //! its completion would be (`complete -p` plus `COMP_WORDS`/`COMP_CWORD`), zsh through `compinit`
 //! in a pseudo-terminal (`zsh/zpty`, with `compadd` reporting what it was given), fish through
 //! `complete -C`.
@@ -189,7 +190,7 @@ fn fish_completes_keys_profiles_and_hook_shells() {
     let path = script(&env, "fish");
     let body = format!(
         "source '{}'\nfor line in 'qwen-env key rm ' 'qwen-env run --with ' 'qwen-env explain --profile ' \
-         'qwen-env key migrate --from keyutils ' 'qwen-env hook '\n  echo \"[$line]\"; complete -C \"$line\"\nend\n",
+         'qwen-env key migrate --from keyutils ' 'qwen-env hook ' 'qwen-env completions '\n  echo \"[$line]\"; complete -C \"$line\"\nend\n",
         path.display()
     );
     let out = env.command("fish").args(["--no-config", "-c", &body]).output().unwrap();
@@ -202,6 +203,7 @@ fn fish_completes_keys_profiles_and_hook_shells() {
             ("qwen-env explain --profile ", &["router", "work"]),
             ("qwen-env key migrate --from keyutils ", &KEYS),
             ("qwen-env hook ", &["bash", "zsh", "fish", "powershell"]),
+            ("qwen-env completions ", &["bash", "zsh", "fish", "powershell", "elvish"]),
         ],
     );
 }

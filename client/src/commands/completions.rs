@@ -2,15 +2,15 @@
 //! never drift from the real command line, plus what clap cannot know: the names of stored keys
 //! (`key rm`, `key migrate`, `--with`) and of the config's profiles (`--profile`), which the
 //! scripts ask a running daemon for with the hidden `qwen-env __complete keys|profiles`, and
-//! the shells `hook` takes (fish offered file names there).
+//! the values of positionals such as `hook SHELL` (fish offered file names there).
 
 use std::time::Duration;
 
-use clap::{CommandFactory, ValueEnum};
+use clap::CommandFactory;
 use qwen_env_proto::endpoint::Endpoint;
 use qwen_env_proto::{NameKind, Request, Response};
 
-use crate::cli::{Cli, CompleteWhat, HookShell};
+use crate::cli::{Cli, CompleteWhat};
 use crate::error::CliError;
 use crate::out;
 use crate::transport::Client;
@@ -34,14 +34,6 @@ pub fn names(what: CompleteWhat) {
     {
         let _ = out(&(names.join("\n") + "\n"));
     }
-}
-
-fn hook_shells() -> String {
-    HookShell::value_variants()
-        .iter()
-        .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_owned()))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Bash: a wrapper in front of clap's function that answers for stored keys and profiles and
@@ -89,7 +81,8 @@ _qwen_env_keys() { _qwen_env_names keys }
 _qwen_env_profiles() { _qwen_env_names profiles }
 "#;
 
-/// Fish: names for `--with`, `--profile`, `key rm` and `key migrate`; shells for `hook`.
+/// Fish: names for `--with`, `--profile`, `key rm` and `key migrate`; shells for `hook` and
+/// `completions`.
 fn fish_dynamic() -> String {
     let names = "function __qwen_env_names\n    set -l program (commandline -opc)[1]\n    command $program __complete $argv 2>/dev/null\nend\n";
     let cmd = |cond: &str, rest: &str| {
@@ -104,7 +97,16 @@ fn fish_dynamic() -> String {
         "key; and __fish_seen_subcommand_from rm migrate; and not __fish_prev_arg_in --from",
         "-f -a \"(__qwen_env_names keys)\"",
     );
-    s += &cmd("hook", &format!("-f -a \"{}\"", hook_shells()));
+    // Positionals with fixed values (`hook SHELL`, `completions SHELL`): the values, no files.
+    for sub in Cli::command().get_subcommands().filter(|c| !c.is_hide_set()) {
+        for arg in sub.get_positionals() {
+            let values: Vec<String> =
+                arg.get_possible_values().iter().map(|v| v.get_name().to_owned()).collect();
+            if !values.is_empty() {
+                s += &cmd(sub.get_name(), &format!("-f -a \"{}\"", values.join(" ")));
+            }
+        }
+    }
     s
 }
 
@@ -126,11 +128,6 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
             script = zsh_dynamic(&script);
         }
         clap_complete::Shell::Fish => {
-            // clap offers files for positionals it has no values for (`hook <TAB>`).
-            script = script.replace(
-                "complete -c qwen-env -n \"__fish_qwen_env_using_subcommand hook\" -s h",
-                "complete -c qwen-env -n \"__fish_qwen_env_using_subcommand hook\" -f\ncomplete -c qwen-env -n \"__fish_qwen_env_using_subcommand hook\" -s h",
-            );
             script += &fish_dynamic();
         }
         _ => {}
