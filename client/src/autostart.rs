@@ -137,9 +137,9 @@ fn spawn_daemon() -> Result<(), CliError> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
-            CliError::daemon(format!(
-                "failed to start the daemon {}: {e}; install qwen-envd beside qwen-env or set \
-                 QWEN_ENV_DAEMON to its path",
+            CliError::daemon_not_started(format!(
+                "failed to start the daemon {}: {e}; install qwen-envd beside qwen-env (cargo \
+                 install --locked --path daemon) or set QWEN_ENV_DAEMON to its path",
                 path.display()
             ))
         })?;

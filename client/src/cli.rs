@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// Launch AI coding CLIs with the right credentials from the OS keychain.
 #[derive(Parser, Debug)]
-#[command(name = "qwen-env", version, about, propagate_version = true)]
+// The version is the top level's only (`qwen-env --version`): propagated, it made clap answer a
+// mistyped `doctor --verbose` with "a similar argument exists: '--version'".
+#[command(name = "qwen-env", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +54,13 @@ pub enum Command {
     /// Never starts the daemon, never fails, answers within a few milliseconds.
     #[command(hide = true)]
     HookStatus,
+    /// Names the completion scripts offer (stored keys, profiles), one a line, from a running
+    /// daemon; prints nothing (and exits 0) when none answers quickly. Never starts one.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// What to list.
+        what: CompleteWhat,
+    },
     /// Print a completion script for SHELL to standard output.
     Completions {
         /// The shell to print it for.
@@ -66,6 +75,15 @@ pub enum Command {
     /// Start the daemon at login: a systemd user unit, a launchd agent or a logon task.
     #[command(subcommand)]
     Service(ServiceCommand),
+}
+
+/// What `__complete` lists.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompleteWhat {
+    /// Stored keys' names.
+    Keys,
+    /// The config's profiles.
+    Profiles,
 }
 
 /// Shells `hook` supports.
@@ -194,6 +212,16 @@ pub enum KeyCommand {
     Rm {
         /// The key's name.
         name: String,
+    },
+    /// Move keys stored while the daemon used another keychain backend into the one it uses now
+    /// (`key ls` names the backend of a key it cannot read).
+    Migrate {
+        /// The backend the keys are in now.
+        #[arg(long, value_name = "BACKEND", value_parser = ["keyutils", "secret-service", "macos", "windows"])]
+        from: String,
+        /// Only these keys (default: every key `key ls` lists).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
     },
 }
 

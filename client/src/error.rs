@@ -44,6 +44,12 @@ impl CliError {
         }
     }
 
+    /// The daemon binary could not be run at all (exit 3): no log to read and nothing to run in
+    /// the foreground, so the message says only how to point qwen-env at the binary.
+    pub fn daemon_not_started(message: impl Into<String>) -> Self {
+        Self { code: exit::DAEMON, message: Some(message.into()) }
+    }
+
     /// A failure reported by the daemon or the system (exit 1).
     pub fn failed(message: impl Into<String>) -> Self {
         Self { code: 1, message: Some(message.into()) }

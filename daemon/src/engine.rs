@@ -134,8 +134,13 @@ impl Engine {
                 Some(hit) => hit,
                 None => self.outcome(ask, loaded, key, &view, durable),
             };
-        let mut extra: Vec<Finding> = refusal.iter().cloned().collect();
+        // Keys the index lists but the daemon's backend cannot give `run` (the keychain's
+        // state, so never remembered).
+        let names: Vec<&str> = plan.inject_as.iter().map(|(n, _)| n.as_str()).collect();
+        let mut extra = if ask.as_is { Vec::new() } else { self.keys.absent(&names).await };
+        extra.extend(refusal.iter().cloned());
         if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
+            extra.extend(self.verifier.keychain_key_rules(&catalog, t).await);
             match probes {
                 Probes::Skip => {}
                 Probes::Cached => extra.extend(self.verifier.cached(catalog.clone(), t.clone())),
@@ -357,11 +362,21 @@ impl Engine {
                 kind: "findings-changed".to_owned(),
                 path: None,
                 context: Some(format!("{tool} in {}", caller.cwd)),
-                message: format!("{tool} in {}: {e} errors, {w} warnings", caller.cwd),
+                message: format!(
+                    "{tool} in {}: {}, {}",
+                    caller.cwd,
+                    plural(e, "error"),
+                    plural(w, "warning")
+                ),
                 findings: after.clone(),
             });
         }
     }
+}
+
+/// "1 error", "2 errors".
+fn plural(n: u32, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 /// Watching is degraded: say so with every answer.

@@ -23,7 +23,7 @@ impl RequestError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Key(KeyError::Invalid(_)) | Self::BadRequest(_) => ErrorCode::BadRequest,
-            Self::Key(KeyError::NotFound(_)) => ErrorCode::NotFound,
+            Self::Key(KeyError::NotFound(_) | KeyError::Elsewhere { .. }) => ErrorCode::NotFound,
             Self::Key(KeyError::Keychain(_)) => ErrorCode::Keychain,
             Self::Key(KeyError::Metadata { .. }) => ErrorCode::Internal,
             Self::Refused(_) => ErrorCode::Refused,

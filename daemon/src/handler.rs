@@ -4,7 +4,7 @@
 //! key somewhere (a probe) passes [`lineage_gate`] first: a process that `run` started, or any
 //! descendant of one, is refused.
 
-use qwen_env_proto::{Request, ResolveRequest, Response, TrustAction};
+use qwen_env_proto::{NameKind, Request, ResolveRequest, Response, TrustAction};
 
 use crate::engine::Probes;
 use crate::error::RequestError;
@@ -74,6 +74,13 @@ async fn answer(
             Response::KeyVerified { info, notes, findings }
         }
         Request::Trust(req) => Response::Trust(engine.trust(&req).await?),
+        Request::Names(kind) => Response::Names(match kind {
+            NameKind::Keys => engine.keys().names().await,
+            NameKind::Profiles => engine.resolver().profiles(),
+        }),
+        Request::KeyMigrate { from, names } => {
+            Response::Migrated(engine.keys().migrate(&from, &names, crate::clock::now()).await?)
+        }
     })
 }
 
@@ -94,7 +101,7 @@ fn ask(req: &ResolveRequest) -> Ask<'_> {
 /// new request must be classified here.
 fn guarded(request: &Request) -> bool {
     match request {
-        Request::Status | Request::KeyList | Request::Events => false,
+        Request::Status | Request::KeyList | Request::Events | Request::Names(_) => false,
         Request::Trust(t) => t.action != TrustAction::List,
         Request::Shutdown
         | Request::KeyRemove { .. }
@@ -102,7 +109,8 @@ fn guarded(request: &Request) -> bool {
         | Request::Resolve(_)
         | Request::KeyImport(_)
         | Request::Verify(_)
-        | Request::KeySetVerified { .. } => true,
+        | Request::KeySetVerified { .. }
+        | Request::KeyMigrate { .. } => true,
     }
 }
 

@@ -5,6 +5,11 @@
 //! `QWEN_ENV_KEYRING` forces one; `QWEN_ENV_NAMESPACE` suffixes the service name so tests never
 //! touch a user's real entries. Every call runs on a blocking thread under a 2 s timeout, and
 //! values are cached in memory (as `SecretValue`) until they have been idle for a while.
+//!
+//! The daemon uses one backend for its life, but a key stored while it used another (a daemon
+//! that found no Secret Service at login, then one that did) is still there: [`Keychain::other`]
+//! opens the other backends of the platform on demand, so that a missing key can be located
+//! (`explain`, `doctor`, `key ls` name the backend that holds it) and moved (`key migrate`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,6 +79,30 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Every backend of this platform, in the order the daemon prefers them.
+    pub fn all() -> &'static [Backend] {
+        if cfg!(target_os = "linux") {
+            &[Self::SecretService, Self::Keyutils]
+        } else if cfg!(target_os = "macos") {
+            &[Self::MacOs]
+        } else if cfg!(windows) {
+            &[Self::Windows]
+        } else {
+            &[]
+        }
+    }
+
+    /// The backend named `name` (as in `QWEN_ENV_KEYRING`), on this platform.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let names = || Self::all().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ");
+        match Self::all().iter().find(|b| b.name() == name) {
+            Some(b) => Ok(*b),
+            None => {
+                Err(format!("{name:?} is not a keychain backend here; use one of: {}", names()))
+            }
+        }
+    }
+
     /// The name used in `QWEN_ENV_KEYRING`, `status` and `key ls`.
     pub fn name(self) -> &'static str {
         match self {
@@ -85,13 +114,23 @@ impl Backend {
     }
 }
 
+/// One opened store and what it is.
+#[derive(Clone)]
+struct Store {
+    backend: Backend,
+    inner: Arc<keyring_core::CredentialStore>,
+}
+
 /// The keychain the daemon uses for its whole life.
 pub struct Keychain {
     backend: Backend,
+    store: Arc<keyring_core::CredentialStore>,
     service: String,
     info: KeychainInfo,
     cache: Mutex<HashMap<String, (SecretValue, Instant)>>,
     cache_changed: Notify,
+    /// Other backends opened so far (a failed open is tried again next time).
+    opened: Mutex<Vec<Store>>,
 }
 
 impl Keychain {
@@ -101,13 +140,16 @@ impl Keychain {
             Some(ns) => format!("qwen-env-{ns}"),
             None => "qwen-env".to_owned(),
         };
-        let (backend, durable, note) = platform::open_store(forced)?;
+        let (backend, store, durable, note) = platform::open_store(forced)?;
+        keyring_core::set_default_store(store.clone());
         Ok(Arc::new(Self {
             backend,
+            store,
             service,
             info: KeychainInfo { backend: backend.name().to_owned(), durable, note },
             cache: Mutex::new(HashMap::new()),
             cache_changed: Notify::new(),
+            opened: Mutex::new(Vec::new()),
         }))
     }
 
@@ -198,10 +240,114 @@ impl Keychain {
     where
         F: FnOnce(&Entry) -> keyring_core::Result<Option<String>> + Send + 'static,
     {
-        let backend = self.backend.name();
-        let (service, user) = (self.service.clone(), name.to_owned());
+        let store = Store { backend: self.backend, inner: self.store.clone() };
+        call(&store, &self.service, op, name, f).await
+    }
+
+    /// The other backends of this platform that answer now, opened for this one use (a Secret
+    /// Service is connected on a helper thread under [`CALL_TIMEOUT`]). Never the active one.
+    pub async fn others(&self) -> Vec<OtherStore> {
+        let mut out = Vec::new();
+        for &backend in Backend::all().iter().filter(|b| **b != self.backend) {
+            match self.other(backend).await {
+                Ok(s) => out.push(s),
+                Err(e) => tracing::debug!(backend = backend.name(), error = %e, "backend not open"),
+            }
+        }
+        out
+    }
+
+    /// Opens `backend` (not the active one) for reading and deleting entries of this service.
+    pub async fn other(&self, backend: Backend) -> Result<OtherStore, KeychainError> {
+        if backend == self.backend {
+            return Err(KeychainError::Unavailable(format!(
+                "the daemon already uses the {} keychain",
+                backend.name()
+            )));
+        }
+        let known =
+            self.opened.lock().expect("opened lock").iter().find(|s| s.backend == backend).cloned();
+        if let Some(store) = known {
+            return Ok(OtherStore { store, service: self.service.clone() });
+        }
+        let task = tokio::task::spawn_blocking(move || platform::open_other(backend));
+        let inner = match tokio::time::timeout(CALL_TIMEOUT, task).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(join)) => {
+                return Err(KeychainError::Unavailable(format!("task failed: {join}")));
+            }
+            Err(_) => {
+                return Err(KeychainError::Unavailable(format!(
+                    "the {} keychain did not answer within {}s",
+                    backend.name(),
+                    CALL_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        let store = Store { backend, inner };
+        self.opened.lock().expect("opened lock").push(store.clone());
+        Ok(OtherStore { store, service: self.service.clone() })
+    }
+}
+
+/// A backend other than the daemon's, opened to find or move keys stored there earlier. Values
+/// read from it are not cached.
+pub struct OtherStore {
+    store: Store,
+    service: String,
+}
+
+impl OtherStore {
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.store.backend
+    }
+
+    /// The value stored under `name`, if any.
+    pub async fn get(&self, name: &str) -> Result<Option<SecretValue>, KeychainError> {
+        match call(&self.store, &self.service, Op::Read(name.to_owned()), name, |e| {
+            e.get_password().map(Some)
+        })
+        .await
+        {
+            Ok(v) => Ok(v.map(SecretValue::new)),
+            Err(KeychainError::NoEntry { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `name`; `false` if it was not there.
+    pub async fn delete(&self, name: &str) -> Result<bool, KeychainError> {
+        match call(&self.store, &self.service, Op::Delete(name.to_owned()), name, |e| {
+            e.delete_credential().map(|()| None)
+        })
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(KeychainError::NoEntry { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Runs one keychain operation on `store` on a blocking thread under [`CALL_TIMEOUT`]. A missing
+/// entry comes back as [`KeychainError::NoEntry`].
+async fn call<F>(
+    store: &Store,
+    service: &str,
+    op: Op,
+    name: &str,
+    f: F,
+) -> Result<Option<String>, KeychainError>
+where
+    F: FnOnce(&Entry) -> keyring_core::Result<Option<String>> + Send + 'static,
+{
+    {
+        let backend = store.backend.name();
+        let inner = store.inner.clone();
+        let (service, user) = (service.to_owned(), name.to_owned());
         let task = tokio::task::spawn_blocking(move || {
-            let entry = Entry::new(&service, &user)?;
+            let entry = inner.build(&service, &user, None)?;
             f(&entry)
         });
         match tokio::time::timeout(CALL_TIMEOUT, task).await {
@@ -228,28 +374,30 @@ fn describe(e: &keyring_core::Error) -> String {
     }
 }
 
+/// What opening the active store gives: the backend, the store, whether it is durable, a note.
+type Opened = (Backend, Arc<keyring_core::CredentialStore>, bool, Option<String>);
+
 #[cfg(target_os = "linux")]
 mod platform {
-    use super::{Backend, KeychainError};
-    use std::sync::mpsc;
+    use super::{Backend, KeychainError, Opened};
+    use std::sync::{Arc, mpsc};
 
-    pub fn open_store(
-        forced: Option<&str>,
-    ) -> Result<(Backend, bool, Option<String>), KeychainError> {
+    pub fn open_store(forced: Option<&str>) -> Result<Opened, KeychainError> {
         match forced.filter(|f| !f.is_empty()) {
-            Some("secret-service") => secret_service().map(|()| (Backend::SecretService, true, None)).map_err(|why| {
-                KeychainError::Unavailable(format!(
+            Some("secret-service") => match secret_service() {
+                Ok(store) => Ok((Backend::SecretService, store, true, None)),
+                Err(why) => Err(KeychainError::Unavailable(format!(
                     "QWEN_ENV_KEYRING=secret-service, but no Secret Service answers: {why}. Start \
                      gnome-keyring-daemon (or KeePassXC's Secret Service) in your session, or use \
                      QWEN_ENV_KEYRING=keyutils"
-                ))
-            }),
+                ))),
+            },
             Some("keyutils") => keyutils(None),
             Some(other) => Err(KeychainError::Unavailable(format!(
                 "QWEN_ENV_KEYRING={other} is not a backend on Linux; use secret-service or keyutils"
             ))),
             None => match secret_service() {
-                Ok(()) => Ok((Backend::SecretService, true, None)),
+                Ok(store) => Ok((Backend::SecretService, store, true, None)),
                 Err(why) => keyutils(Some(format!(
                     "no Secret Service on the session bus ({why}); using kernel keyutils, which \
                      forgets keys at reboot"
@@ -258,9 +406,26 @@ mod platform {
         }
     }
 
+    /// A backend the daemon does not use, for finding and moving keys stored there. Keyutils is
+    /// opened without joining a session keyring of its own: the per-user persistent keyring it
+    /// links holds the keys whatever the session.
+    pub fn open_other(
+        backend: Backend,
+    ) -> Result<Arc<keyring_core::CredentialStore>, KeychainError> {
+        match backend {
+            Backend::SecretService => secret_service().map_err(|why| {
+                KeychainError::Unavailable(format!("no Secret Service answers: {why}"))
+            }),
+            Backend::Keyutils => linux_keyutils_keyring_store::Store::new()
+                .map(|s| s as Arc<keyring_core::CredentialStore>)
+                .map_err(|e| KeychainError::Unavailable(format!("kernel keyutils: {e}"))),
+            other => Err(KeychainError::Unavailable(format!("{} is not on Linux", other.name()))),
+        }
+    }
+
     /// Connects to the Secret Service on a helper thread: D-Bus activation of a missing service
     /// can hang, and the daemon must not.
-    fn secret_service() -> Result<(), String> {
+    fn secret_service() -> Result<Arc<keyring_core::CredentialStore>, String> {
         if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|a| a.is_empty()) {
             return Err("DBUS_SESSION_BUS_ADDRESS is not set".to_owned());
         }
@@ -269,10 +434,7 @@ mod platform {
             let _ = tx.send(zbus_secret_service_keyring_store::Store::new());
         });
         match rx.recv_timeout(super::CALL_TIMEOUT) {
-            Ok(Ok(store)) => {
-                keyring_core::set_default_store(store);
-                Ok(())
-            }
+            Ok(Ok(store)) => Ok(store),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {}s", super::CALL_TIMEOUT.as_secs())),
         }
@@ -281,7 +443,7 @@ mod platform {
     /// Kernel keyutils. The daemon first joins a session keyring of its own, so that a login
     /// session ending (and its keyring being revoked) cannot take the daemon's access with it;
     /// the store links every key into the per-user persistent keyring, which outlives the daemon.
-    fn keyutils(note: Option<String>) -> Result<(Backend, bool, Option<String>), KeychainError> {
+    fn keyutils(note: Option<String>) -> Result<Opened, KeychainError> {
         const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
         const KEYCTL_GET_PERSISTENT: libc::c_long = 22;
         const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
@@ -308,7 +470,6 @@ mod platform {
         let store = linux_keyutils_keyring_store::Store::new().map_err(|e| {
             KeychainError::Unavailable(format!("kernel keyutils store failed to open: {e}"))
         })?;
-        keyring_core::set_default_store(store);
         let durability = if persistent {
             "kernel keyutils keeps keys in the persistent keyring until reboot"
         } else {
@@ -318,16 +479,14 @@ mod platform {
             Some(n) => n,
             None => format!("{durability} (QWEN_ENV_KEYRING=keyutils)"),
         };
-        Ok((Backend::Keyutils, false, Some(note)))
+        Ok((Backend::Keyutils, store, false, Some(note)))
     }
 }
 
 #[cfg(target_os = "macos")]
 mod platform {
-    use super::{Backend, KeychainError};
-    pub fn open_store(
-        forced: Option<&str>,
-    ) -> Result<(Backend, bool, Option<String>), KeychainError> {
+    use super::{Backend, KeychainError, Opened};
+    pub fn open_store(forced: Option<&str>) -> Result<Opened, KeychainError> {
         if let Some(f) = forced.filter(|f| !f.is_empty() && *f != "macos") {
             return Err(KeychainError::Unavailable(format!(
                 "QWEN_ENV_KEYRING={f} is not a backend on macOS; use macos"
@@ -335,17 +494,20 @@ mod platform {
         }
         let store = apple_native_keyring_store::keychain::Store::new()
             .map_err(|e| KeychainError::Unavailable(format!("macOS Keychain: {e}")))?;
-        keyring_core::set_default_store(store);
-        Ok((Backend::MacOs, true, None))
+        Ok((Backend::MacOs, store, true, None))
+    }
+
+    pub fn open_other(
+        backend: Backend,
+    ) -> Result<std::sync::Arc<keyring_core::CredentialStore>, KeychainError> {
+        Err(KeychainError::Unavailable(format!("{} is not on macOS", backend.name())))
     }
 }
 
 #[cfg(windows)]
 mod platform {
-    use super::{Backend, KeychainError};
-    pub fn open_store(
-        forced: Option<&str>,
-    ) -> Result<(Backend, bool, Option<String>), KeychainError> {
+    use super::{Backend, KeychainError, Opened};
+    pub fn open_store(forced: Option<&str>) -> Result<Opened, KeychainError> {
         if let Some(f) = forced.filter(|f| !f.is_empty() && *f != "windows") {
             return Err(KeychainError::Unavailable(format!(
                 "QWEN_ENV_KEYRING={f} is not a backend on Windows; use windows"
@@ -353,7 +515,12 @@ mod platform {
         }
         let store = windows_native_keyring_store::Store::new()
             .map_err(|e| KeychainError::Unavailable(format!("Windows Credential Manager: {e}")))?;
-        keyring_core::set_default_store(store);
-        Ok((Backend::Windows, true, None))
+        Ok((Backend::Windows, store, true, None))
+    }
+
+    pub fn open_other(
+        backend: Backend,
+    ) -> Result<std::sync::Arc<keyring_core::CredentialStore>, KeychainError> {
+        Err(KeychainError::Unavailable(format!("{} is not on Windows", backend.name())))
     }
 }

@@ -4,17 +4,23 @@
 //! atomically (temp file + rename, mode 0600). A metadata file that does not parse is moved
 //! aside, never overwritten, so nothing is lost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use qwen_env_proto::{KeyInfo, SecretValue};
+use qwen_env_proto::{Finding, KeyInfo, MigrateItem, SecretValue, Severity};
 use qwen_env_resolve::mask::{fingerprint, masked};
 use qwen_env_resolve::{KeyMeta, KeychainView};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::keychain::{Keychain, KeychainError};
+use crate::keychain::{Backend, Keychain, KeychainError};
+
+/// How long a presence check of one key stands before the keychain is asked again (`key set`,
+/// `key rm` and `key migrate` forget it at once). It keeps `explain` and the prompt hook from
+/// asking the keychain on every request.
+const PRESENCE_TTL: Duration = Duration::from_secs(30);
 
 /// Longest value `key set` accepts: API keys are short; anything longer is a paste accident.
 const MAX_VALUE_LEN: usize = 16 * 1024;
@@ -28,6 +34,12 @@ pub enum KeyError {
         "no key named {0} in the keychain; `qwen-env key ls` lists them, `qwen-env key set {0}` adds it"
     )]
     NotFound(String),
+    #[error(
+        "{name} is not in the {active} keychain the daemon uses, but the {holder} keychain holds \
+         it (stored while the daemon used {holder}); move it with `qwen-env key migrate --from \
+         {holder}`, or restart the daemon with QWEN_ENV_KEYRING={holder}"
+    )]
+    Elsewhere { name: String, active: &'static str, holder: &'static str },
     #[error(transparent)]
     Keychain(#[from] KeychainError),
     #[error(
@@ -113,11 +125,23 @@ struct MetaFile {
     keys: BTreeMap<String, Meta>,
 }
 
+/// Where a key's value is, as far as the keychains can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// In the backend the daemon uses.
+    Here,
+    /// Only in another backend of this platform.
+    Elsewhere(Backend),
+    /// In no backend that answers.
+    Nowhere,
+}
+
 /// The key store: keychain plus metadata index.
 pub struct Keys {
     keychain: Arc<Keychain>,
     meta_path: PathBuf,
     meta: Mutex<MetaFile>,
+    presence: std::sync::Mutex<HashMap<String, (Presence, Instant)>>,
 }
 
 impl Keys {
@@ -129,7 +153,7 @@ impl Keys {
         };
         let meta_path = data_dir.join(file);
         let meta = load_meta(&meta_path);
-        Self { keychain, meta_path, meta: Mutex::new(meta) }
+        Self { keychain, meta_path, meta: Mutex::new(meta), presence: std::sync::Mutex::default() }
     }
 
     /// The keychain underneath.
@@ -151,6 +175,7 @@ impl Keys {
     ) -> Result<KeyInfo, KeyError> {
         validate_name(name)?;
         validate_value(value)?;
+        self.forget_presence(name);
         self.keychain.set(name, value).await?;
         let fp = fingerprint(value.expose_secret());
         let mut meta = self.meta.lock().await;
@@ -204,6 +229,11 @@ impl Keys {
         }
     }
 
+    /// Every indexed name, sorted (for completion: no keychain call).
+    pub async fn names(&self) -> Vec<String> {
+        self.meta.lock().await.keys.keys().cloned().collect()
+    }
+
     /// Whether the index holds `name`.
     pub async fn contains(&self, name: &str) -> bool {
         self.meta.lock().await.keys.contains_key(name)
@@ -214,10 +244,21 @@ impl Keys {
         self.meta.lock().await.keys.get(name).map(|m| to_info(name, m, true))
     }
 
-    /// Removes a key from the keychain and the index.
+    /// Removes a key from the keychain (every backend that answers) and the index.
     pub async fn remove(&self, name: &str) -> Result<(), KeyError> {
         validate_name(name)?;
-        let in_keychain = self.keychain.delete(name).await?;
+        self.forget_presence(name);
+        let mut in_keychain = self.keychain.delete(name).await?;
+        // A copy left in another backend (stored while the daemon used it) goes too: after
+        // `key rm` no keychain holds the key.
+        for other in self.keychain.others().await {
+            match other.delete(name).await {
+                Ok(gone) => in_keychain |= gone,
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "could not delete the other backend's copy");
+                }
+            }
+        }
         let mut meta = self.meta.lock().await;
         let in_meta = meta.keys.remove(name).is_some();
         if !in_keychain && !in_meta {
@@ -227,16 +268,231 @@ impl Keys {
         self.save(&meta)
     }
 
-    /// Every indexed key, with whether the keychain still holds it.
+    /// Every indexed key, with whether the keychain still holds it. A key the daemon's backend
+    /// lacks is looked for in the platform's other backends: `backend` then names the one that
+    /// holds it (`present` stays false: `run` cannot read it).
     pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
         let entries: Vec<(String, Meta)> =
             self.meta.lock().await.keys.iter().map(|(k, m)| (k.clone(), m.clone())).collect();
         let mut out = Vec::with_capacity(entries.len());
-        for (name, meta) in entries {
-            let present = self.keychain.get(&name).await?.is_some();
+        for (name, mut meta) in entries {
+            let presence = self.locate(&name).await?;
+            let present = presence == Presence::Here;
+            meta.backend = match presence {
+                Presence::Elsewhere(b) => b.name(),
+                Presence::Here | Presence::Nowhere => self.keychain.backend().name(),
+            }
+            .to_owned();
             out.push(to_info(&name, &meta, present));
         }
         Ok(out)
+    }
+
+    /// Where `name`'s value is: the daemon's backend, another one, or none. Asks the keychains
+    /// (and remembers the answer for [`PRESENCE_TTL`]).
+    pub async fn locate(&self, name: &str) -> Result<Presence, KeychainError> {
+        let presence = if self.keychain.get(name).await?.is_some() {
+            Presence::Here
+        } else {
+            let mut found = Presence::Nowhere;
+            for other in self.keychain.others().await {
+                match other.get(name).await {
+                    Ok(Some(_)) => {
+                        found = Presence::Elsewhere(other.backend());
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(name, error = %e, "other backend did not answer"),
+                }
+            }
+            found
+        };
+        self.presence
+            .lock()
+            .expect("presence lock")
+            .insert(name.to_owned(), (presence, Instant::now()));
+        Ok(presence)
+    }
+
+    /// [`Keys::locate`], from the memo while it is fresh.
+    async fn presence(&self, name: &str) -> Result<Presence, KeychainError> {
+        let memo = self.presence.lock().expect("presence lock").get(name).copied();
+        // A key the daemon's backend lacks sends the next check to the other backends, and a
+        // locked Secret Service may ask its user to unlock it: at most every ten TTLs.
+        let ttl = |p: Presence| if p == Presence::Here { PRESENCE_TTL } else { PRESENCE_TTL * 10 };
+        match memo {
+            Some((p, at)) if at.elapsed() < ttl(p) => Ok(p),
+            _ => self.locate(name).await,
+        }
+    }
+
+    fn forget_presence(&self, name: &str) {
+        self.presence.lock().expect("presence lock").remove(name);
+    }
+
+    /// Findings for the indexed keys among `names` (the keychain entries a resolution hands to
+    /// the tool) that the daemon's backend does not hold: `run` would fail on them, so
+    /// `explain`, `doctor` and the prompt hook must not call the setup fine.
+    pub async fn absent(&self, names: &[&str]) -> Vec<Finding> {
+        let active = self.keychain.backend().name();
+        let mut out = Vec::new();
+        for name in names {
+            if !self.contains(name).await {
+                continue;
+            }
+            let finding = match self.presence(name).await {
+                Ok(Presence::Here) => continue,
+                Ok(Presence::Elsewhere(holder)) => Finding {
+                    code: "key-in-other-backend".to_owned(),
+                    severity: Severity::Error,
+                    message: format!(
+                        "{name} is in the {} keychain, but the daemon uses {active}: `run` \
+                         cannot read it from there",
+                        holder.name()
+                    ),
+                    fix: format!(
+                        "qwen-env key migrate --from {} (or restart the daemon with \
+                         QWEN_ENV_KEYRING={})",
+                        holder.name(),
+                        holder.name()
+                    ),
+                    location: Some(format!("keychain {name}")),
+                    evidence: None,
+                },
+                Ok(Presence::Nowhere) => Finding {
+                    code: "keychain-entry-missing".to_owned(),
+                    severity: Severity::Error,
+                    message: format!(
+                        "{name} is listed by `qwen-env key ls`, but no keychain holds it any more \
+                         (kernel keyutils forgets keys at reboot)"
+                    ),
+                    fix: format!("qwen-env key set {name}"),
+                    location: Some(format!("keychain {name}")),
+                    evidence: None,
+                },
+                Err(e) => {
+                    tracing::debug!(name, error = %e, "presence unknown");
+                    continue;
+                }
+            };
+            out.push(finding);
+        }
+        out
+    }
+
+    /// `key migrate --from BACKEND [NAME...]`: moves each key (every indexed one when `names` is
+    /// empty) from `from` into the daemon's backend. A key is copied, read back, and only then
+    /// deleted from `from`; a key both hold with different values is left alone in both.
+    pub async fn migrate(
+        &self,
+        from: &str,
+        names: &[String],
+        now: u64,
+    ) -> Result<Vec<MigrateItem>, KeyError> {
+        let from = Backend::parse(from).map_err(KeyError::Invalid)?;
+        let active = self.keychain.backend();
+        if from == active {
+            return Err(KeyError::Invalid(format!(
+                "the daemon already uses the {} keychain; name the backend the keys are in now \
+                 (`qwen-env key ls` shows it for a key it cannot read)",
+                from.name()
+            )));
+        }
+        for name in names {
+            validate_name(name)?;
+        }
+        let source = self.keychain.other(from).await?;
+        let names: Vec<String> = if names.is_empty() {
+            self.meta.lock().await.keys.keys().cloned().collect()
+        } else {
+            names.to_vec()
+        };
+        let mut out = Vec::new();
+        for name in names {
+            self.forget_presence(&name);
+            let Some(value) = source.get(&name).await? else { continue };
+            let fp = fingerprint(value.expose_secret());
+            let item = |moved: bool, note: String| MigrateItem {
+                name: name.clone(),
+                fingerprint: fp.clone(),
+                moved,
+                note,
+            };
+            match self.keychain.get(&name).await? {
+                Some(here) if here.expose_secret() != value.expose_secret() => {
+                    out.push(item(
+                        false,
+                        format!(
+                            "not moved: the {} keychain holds another value ({}); keep that one \
+                             and delete nothing, or `qwen-env key rm {name}` and migrate again \
+                             to take the {} one",
+                            active.name(),
+                            fingerprint(here.expose_secret()),
+                            from.name()
+                        ),
+                    ));
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    validate_value(&value)?;
+                    self.keychain.set(&name, &value).await?;
+                }
+            }
+            let back = self.keychain.get(&name).await?;
+            if back.as_ref().map(SecretValue::expose_secret) != Some(value.expose_secret()) {
+                out.push(item(
+                    false,
+                    format!(
+                        "not moved: the {} keychain did not return the value just stored; the {} \
+                         copy is kept",
+                        active.name(),
+                        from.name()
+                    ),
+                ));
+                continue;
+            }
+            self.record_moved(&name, &value, now).await?;
+            source.delete(&name).await?;
+            self.forget_presence(&name);
+            tracing::info!(name, fingerprint = %fp, from = from.name(), "key migrated");
+            out.push(item(true, format!("moved from {} to {}", from.name(), active.name())));
+        }
+        Ok(out)
+    }
+
+    /// The index after a migration: the key is in the daemon's backend now.
+    async fn record_moved(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        now: u64,
+    ) -> Result<(), KeyError> {
+        let fp = fingerprint(value.expose_secret());
+        let backend = self.keychain.backend().name().to_owned();
+        let mut meta = self.meta.lock().await;
+        let entry = meta.keys.entry(name.to_owned()).or_insert_with(|| Meta {
+            fingerprint: fp.clone(),
+            masked: masked(value.expose_secret()),
+            backend: backend.clone(),
+            created: now,
+            changed: now,
+            family: None,
+            region: None,
+            probe: None,
+            probed: 0,
+        });
+        if entry.fingerprint != fp {
+            entry.fingerprint = fp;
+            entry.masked = masked(value.expose_secret());
+            entry.changed = now;
+            entry.family = None;
+            entry.region = None;
+            entry.probe = None;
+            entry.probed = 0;
+        }
+        entry.backend = backend;
+        self.save(&meta)
     }
 
     /// What the keychain holds, without values: what the resolver needs to plan injection.
@@ -257,10 +513,30 @@ impl Keys {
         KeychainView { entries }
     }
 
-    /// The value of `name`, for injection.
+    /// The value of `name` when the daemon's backend holds it, asking the keychain only as often
+    /// as [`PRESENCE_TTL`] allows for a key it lacks (for checks that run on every request).
+    pub async fn readable(&self, name: &str) -> Option<SecretValue> {
+        if self.presence(name).await.ok()? != Presence::Here {
+            return None;
+        }
+        self.keychain.get(name).await.ok().flatten()
+    }
+
+    /// The value of `name`, for injection. When the daemon's backend lacks it, the error names
+    /// the backend that holds it.
     pub async fn get(&self, name: &str) -> Result<SecretValue, KeyError> {
         validate_name(name)?;
-        self.keychain.get(name).await?.ok_or_else(|| KeyError::NotFound(name.to_owned()))
+        if let Some(v) = self.keychain.get(name).await? {
+            return Ok(v);
+        }
+        match self.locate(name).await? {
+            Presence::Elsewhere(holder) => Err(KeyError::Elsewhere {
+                name: name.to_owned(),
+                active: self.keychain.backend().name(),
+                holder: holder.name(),
+            }),
+            Presence::Here | Presence::Nowhere => Err(KeyError::NotFound(name.to_owned())),
+        }
     }
 
     fn save(&self, meta: &MetaFile) -> Result<(), KeyError> {

@@ -232,6 +232,11 @@ impl Resolver {
         )
     }
 
+    /// The config's profile names, sorted (for completion).
+    pub fn profiles(&self) -> Vec<String> {
+        self.config().0.profile.keys().cloned().collect()
+    }
+
     /// Whether the config allows processes started by `run` to ask for keys themselves.
     pub fn allow_nesting(&self) -> bool {
         self.config().0.allow_nesting

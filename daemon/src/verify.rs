@@ -87,6 +87,15 @@ fn discovery(catalog: &Catalog, base: &str, key: Option<&str>) -> Vec<(Family, E
         .collect()
 }
 
+/// The URL the key check asks at `base`, as the probe builds it (`GET {base}/models`; OpenRouter:
+/// `GET {origin}/api/v1/key`).
+fn probe_url(catalog: &Catalog, base: &str) -> String {
+    match kind_of(catalog, base) {
+        ProbeKind::Models => format!("{}/models", norm(base)),
+        ProbeKind::OpenrouterKey => format!("{}/api/v1/key", crate::probe::origin(base)),
+    }
+}
+
 fn kind_of(catalog: &Catalog, base: &str) -> ProbeKind {
     catalog.detect(base).map_or(ProbeKind::Models, |d| d.family.probe)
 }
@@ -114,6 +123,26 @@ impl Verifier {
             KeyRef::Plain(v) => Some(v.clone()),
             KeyRef::Keychain(name) => self.keys.get(name).await.ok(),
         }
+    }
+
+    /// The static key rules (what kind of key goes to what kind of endpoint: an OpenRouter key to
+    /// OpenAI's default URL) for a keychain key, whose value the resolver never sees. No network:
+    /// the value comes from the keychain (its cache, usually) and only its class is used.
+    pub async fn keychain_key_rules(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {
+        let KeyRef::Keychain(name) = &t.key else { return Vec::new() };
+        let Some(value) = self.keys.readable(name).await else { return Vec::new() };
+        let mut out = Vec::new();
+        qwen_env_resolve::rules::key_endpoint_rules(
+            catalog,
+            Some(value.expose_secret()),
+            Some(name),
+            &t.key_source,
+            Some(&t.base),
+            &t.base_source,
+            t.model.as_ref().map(|(m, _)| m.as_str()),
+            &mut out,
+        );
+        out
     }
 
     /// Probes the target now (the configured base URL, then the rest of its provider when the key is
@@ -165,7 +194,13 @@ impl Verifier {
         if !self.prober.enabled || t.clearance.is_none() {
             return Vec::new();
         }
-        let findings = self.interpret(&catalog, &t);
+        let mut findings = self.interpret(&catalog, &t);
+        if self.pending(&catalog, &t) {
+            // Half an answer (the configured endpoint said no, the rest of the provider has not
+            // answered yet) must not be reported as the verdict.
+            findings.retain(|f| f.code != "key-rejected");
+            findings.push(not_verified(&catalog, &t));
+        }
         if !self.prober.is_fresh(&t.fp, &t.base) {
             let this = self.clone();
             tokio::spawn(async move {
@@ -176,6 +211,25 @@ impl Verifier {
             });
         }
         findings
+    }
+
+    /// Whether the cache cannot give the verdict for the target yet: nothing is known about its
+    /// base URL, or the base rejected the key and some endpoint the key is tried at next has not
+    /// answered.
+    fn pending(&self, catalog: &Catalog, t: &Target) -> bool {
+        match self.prober.cached(&t.fp, &t.base) {
+            None => true,
+            Some((r, _)) if r.outcome == Outcome::Rejected => {
+                let key = match &t.key {
+                    KeyRef::Plain(v) => Some(v.expose_secret().to_owned()),
+                    KeyRef::Keychain(_) => None,
+                };
+                discovery(catalog, &t.base, key.as_deref())
+                    .iter()
+                    .any(|(_, e)| self.prober.cached(&t.fp, &e.base_url).is_none())
+            }
+            Some(_) => false,
+        }
     }
 
     /// Turns the cached results for the target into findings.
@@ -254,7 +308,7 @@ impl Verifier {
                 out.push(finding(
                     "endpoint-not-found",
                     Severity::Error,
-                    format!("{where_} has no {}/models: the base URL's path is wrong", norm(&t.base)),
+                    format!("{where_} has no {}: the base URL's path is wrong", probe_url(catalog, &t.base)),
                     fix,
                     &t.base_source,
                     ev,
@@ -264,10 +318,17 @@ impl Verifier {
                 "endpoint-unreachable",
                 Severity::Warning,
                 format!("{where_} could not be reached: {cause}"),
-                format!(
-                    "check the host in {} and your network (HTTPS_PROXY/NO_PROXY are honoured); a local server must be running",
-                    t.base_source
-                ),
+                if t.base_source.starts_with("default") {
+                    format!(
+                        "check your network (HTTPS_PROXY/NO_PROXY are honoured): nothing sets this base URL, it is the tool's {}",
+                        t.base_source
+                    )
+                } else {
+                    format!(
+                        "check the host in {} and your network (HTTPS_PROXY/NO_PROXY are honoured); a local server must be running",
+                        t.base_source
+                    )
+                },
                 &t.base_source,
                 ev,
             )),
@@ -448,6 +509,23 @@ fn finding(
 }
 
 /// Words for an endpoint: "DashScope Singapore (dashscope ap-southeast-1)", or the URL.
+/// The cache has no verdict for the key at its endpoint yet (a check is running): the findings
+/// are the files' only, and the output must say so.
+fn not_verified(catalog: &Catalog, t: &Target) -> Finding {
+    let where_ = label(detect(catalog, &t.base).as_ref(), &t.base);
+    finding(
+        "not-verified",
+        Severity::Info,
+        format!(
+            "the key ({}, {}) is not verified yet with {where_}; checking now in the background",
+            t.fp, t.key_source
+        ),
+        "`qwen-env doctor --verify` waits for the answer".to_owned(),
+        &t.base_source,
+        "no answer from the endpoint yet".to_owned(),
+    )
+}
+
 fn label(found: Option<&(Family, EndpointDef)>, base: &str) -> String {
     match found {
         Some((f, e)) => format!("{} ({} {})", e.display(), f.id, e.region),
@@ -513,7 +591,7 @@ fn summarize(catalog: &Catalog, results: &[(String, ProbeResult)]) -> Option<Pro
     let result = match &r.outcome {
         Outcome::Valid { .. } => format!("valid at {base}"),
         Outcome::Rejected => format!("rejected by {base}"),
-        Outcome::NotFound => format!("no {}/models", norm(base)),
+        Outcome::NotFound => format!("no {}", probe_url(catalog, base)),
         Outcome::PlanClientRejected => format!("plan client rejected by {base}"),
         Outcome::RateLimited { .. } => format!("rate-limited by {base}"),
         Outcome::Unreachable { .. } => format!("{base} unreachable"),

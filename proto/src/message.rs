@@ -71,6 +71,27 @@ pub enum Request {
     /// `qwen-env trust`: trust, list or revoke a directory's own files. Answered by
     /// [`Response::Trust`].
     Trust(TrustRequest),
+    /// `qwen-env key migrate --from BACKEND [NAME...]`: move keys from another keychain backend
+    /// into the one the daemon uses. Answered by [`Response::Migrated`].
+    KeyMigrate {
+        /// The backend to move them from (`keyutils`, `secret-service`).
+        from: String,
+        /// The keys to move; empty: every key `key ls` lists.
+        names: Vec<String>,
+    },
+    /// Names for shell completion (`qwen-env __complete`): from the daemon's index and config
+    /// only, never the keychain, so it is fast and cannot prompt. Answered by
+    /// [`Response::Names`].
+    Names(NameKind),
+}
+
+/// What `Request::Names` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NameKind {
+    /// Stored keys' names.
+    Keys,
+    /// The config's profiles.
+    Profiles,
 }
 
 /// Parameters of `Request::Trust`.
@@ -138,6 +159,19 @@ pub struct ImportItem {
     pub note: String,
 }
 
+/// What `key migrate` did with one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateItem {
+    /// The key's name.
+    pub name: String,
+    /// The fingerprint of the value found in the backend it came from.
+    pub fingerprint: String,
+    /// Whether the daemon's backend holds it now and the old copy is gone.
+    pub moved: bool,
+    /// What happened, for people (and what to do, when nothing did).
+    pub note: String,
+}
+
 /// A response from the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -178,6 +212,10 @@ pub enum Response {
     },
     /// Response for `Request::Trust`: what was trusted, listed or revoked.
     Trust(Vec<TrustEntry>),
+    /// Response for `Request::KeyMigrate`: one item per key found in the other backend.
+    Migrated(Vec<MigrateItem>),
+    /// Response for `Request::Names`, sorted.
+    Names(Vec<String>),
 }
 
 /// Something the daemon noticed: a watched file changed, or a context's findings changed.
@@ -546,6 +584,7 @@ mod tests {
                 },
                 "09014b0173012f01017101014b015601",
             ),
+            (Request::KeyMigrate { from: "k".into(), names: vec!["K".into()] }, "0b016b01014b"),
         ];
         for (msg, bytes) in cases {
             assert_eq!(hex(&msg), bytes, "{msg:?}");
@@ -657,6 +696,16 @@ mod tests {
                 }]),
                 "0a01022f7001660101",
             ),
+            (
+                Response::Migrated(vec![MigrateItem {
+                    name: "K".into(),
+                    fingerprint: "f".into(),
+                    moved: true,
+                    note: "n".into(),
+                }]),
+                "0b01014b016601016e",
+            ),
+            (Response::Names(vec!["K".into()]), "0c01014b"),
         ];
         for (msg, bytes) in cases {
             assert_eq!(hex(&msg), bytes, "{msg:?}");

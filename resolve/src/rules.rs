@@ -112,8 +112,10 @@ pub fn key_endpoint_rules(
         let kind = catalog.key_class(k);
         // A known kind of key on an endpoint that only takes its own kind. Keys on OpenAI are
         // base-url-default-openai's; local servers take anything.
+        // An OpenRouter key elsewhere is openrouter-base-url's (below), said once.
         if let (Some(e), Some(kc), Some(ef)) = (ep, kind, ep_family)
             && kc != e
+            && kc != Class::Openrouter
             && matches!(e, Class::PayAsYouGo | Class::Plan | Class::Openrouter)
         {
             out.push(finding(
@@ -156,7 +158,7 @@ pub fn key_endpoint_rules(
                 "openrouter-base-url",
                 Severity::Error,
                 format!(
-                    "a key of {} is sent to {} ({base_source})",
+                    "a key of {} is sent to {} ({base_source}): expect 401",
                     key_words(&key_fams),
                     base.unwrap_or("the default endpoint")
                 ),
@@ -178,6 +180,34 @@ pub fn key_endpoint_rules(
             Some(base_source.to_string()),
         ));
     }
+    // An OpenRouter model id (`qwen/qwen3-coder:free`) sent to an endpoint whose model ids have
+    // no provider part: it answers "model not found" (seed 000's OpenRouter set-up half done).
+    if matches!(ep, Some(Class::PayAsYouGo | Class::Plan | Class::Openai))
+        && let Some(ef) = ep_family
+        && let Some(m) = model.filter(|m| openrouter_style(m))
+    {
+        let router = catalog
+            .of_class(Class::Openrouter)
+            .filter_map(|f| f.endpoints.first())
+            .map(|e| e.base_url.clone())
+            .next()
+            .unwrap_or_else(|| "OpenRouter's base URL".to_owned());
+        let bare = m.split_once('/').map_or(m, |(_, rest)| rest);
+        let bare = bare.split_once(':').map_or(bare, |(id, _)| id);
+        out.push(finding(
+            "openrouter-model-elsewhere",
+            Severity::Error,
+            format!(
+                "model \"{m}\" is an OpenRouter id (provider/model[:tag]), but it is sent to {} ({base_source}), whose model ids have no provider part: expect \"model not found\"",
+                ef.name
+            ),
+            format!(
+                "use {}'s own id for the model (e.g. {bare}; GET <base URL>/models lists them), or, to use OpenRouter, set the base URL to {router} with an OpenRouter key",
+                ef.name
+            ),
+            None,
+        ));
+    }
     if ep == Some(Class::Openrouter)
         && let Some(ef) = ep_family
         && let Some(m) = model
@@ -191,6 +221,17 @@ pub fn key_endpoint_rules(
             None,
         ));
     }
+}
+
+/// `provider/model` or `provider/model:tag`, as OpenRouter spells model ids: one slash, a
+/// lower-case provider part, no spaces.
+fn openrouter_style(model: &str) -> bool {
+    let Some((provider, rest)) = model.split_once('/') else { return false };
+    let provider_ok = !provider.is_empty()
+        && provider
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    provider_ok && !rest.is_empty() && !rest.contains(['/', ' '])
 }
 
 /// Near-miss and unread names (HOST_TOOLS.md 4.1 "Not read by Qwen Code", issue #822).
@@ -638,21 +679,132 @@ fn permission_rules(files: &[(String, Option<u32>)], out: &mut Vec<Finding>) {
     }
 }
 
-/// Most severe first (stable), silenced codes dropped, exact duplicates removed.
+/// Causes and the findings that are only their consequences: when the cause is reported, a
+/// consequence is folded into it (its message appended, the cause taking its severity) instead
+/// of standing alone with a fix that would not help (`key set OPENAI_API_KEY` when the key is
+/// there but its provider entry is ignored).
+const FOLDS: &[(&str, &[&str])] = &[
+    (
+        "unknown-provider-protocol",
+        &["key-missing", "envkey-unset", "local-server-needs-key", "model-not-in-providers"],
+    ),
+    ("envkey-holds-secret", &["key-missing", "envkey-unset", "local-server-needs-key"]),
+    ("key-in-other-backend", &["key-missing"]),
+    // The key and the model are OpenRouter's; only the base URL is not: one cause.
+    ("base-url-default-openai", &["openrouter-model-elsewhere"]),
+    ("openrouter-base-url", &["openrouter-model-elsewhere"]),
+];
+
+/// Codes that name a cause: listed before the codes of the same severity that are not.
+const CAUSES: &[&str] = &[
+    "config-parse-error",
+    "unknown-provider-protocol",
+    "provider-entry-invalid",
+    "envkey-holds-secret",
+    "invalid-auth-type",
+    "oauth-discontinued",
+    "workspace-untrusted",
+    "workspace-shadows-providers",
+    "selected-type-mismatch",
+    "untrusted-endpoint",
+    "key-in-other-backend",
+    "keychain-entry-missing",
+    "openclaw-include",
+    "openclaw-legacy-auth-profiles",
+    "openclaw-profile-store",
+];
+
+/// Facts about the machine rather than the setup: last among their severity, and when one
+/// repeats (sixteen unreachable endpoints on an offline `key set`) it is said once, with a count.
+const ENVIRONMENT: &[&str] = &[
+    "endpoint-unreachable",
+    "keychain-not-durable",
+    "watch-limit",
+    "rate-limited",
+    "probe-unexpected-status",
+    "not-verified",
+    "key-age",
+];
+
+fn rank(code: &str) -> u8 {
+    if CAUSES.contains(&code) {
+        0
+    } else if ENVIRONMENT.contains(&code) {
+        2
+    } else {
+        1
+    }
+}
+
+/// The findings as shown: silenced codes dropped; consequences folded into their reported cause
+/// ([`FOLDS`]); most severe first, causes before consequences within a severity (stable);
+/// one finding per code and message, and per code and variable (the most severe); a repeated
+/// environment fact once, with a count.
 pub fn finish(mut f: Vec<Finding>, silence: &[String]) -> Vec<Finding> {
     f.retain(|x| !silence.contains(&x.code));
-    let mut seen = Vec::new();
-    f.retain(|x| {
-        let k = (x.code.clone(), x.message.clone());
-        if seen.contains(&k) {
-            false
-        } else {
-            seen.push(k);
-            true
+    fold(&mut f);
+    f.sort_by_key(|x| (x.severity, rank(&x.code)));
+    let mut out: Vec<Finding> = Vec::with_capacity(f.len());
+    let mut repeats: Vec<(String, usize)> = Vec::new();
+    for x in f {
+        if out.iter().any(|o| o.code == x.code && (o.message == x.message || same_variable(o, &x)))
+        {
+            continue;
         }
-    });
-    f.sort_by_key(|x| x.severity);
-    f
+        if ENVIRONMENT.contains(&x.code.as_str()) && out.iter().any(|o| o.code == x.code) {
+            match repeats.iter_mut().find(|(c, _)| *c == x.code) {
+                Some((_, n)) => *n += 1,
+                None => repeats.push((x.code.clone(), 1)),
+            }
+            continue;
+        }
+        out.push(x);
+    }
+    for (code, n) in repeats {
+        if let Some(o) = out.iter_mut().find(|o| o.code == code) {
+            let more =
+                if n == 1 { "1 more like it".to_owned() } else { format!("{n} more like it") };
+            o.message = format!("{} (and {more})", o.message);
+        }
+    }
+    out
+}
+
+/// Two findings of one code about one variable (`stale-env-shadows` from the injection and from
+/// the environment rules) say the same thing: the first (most severe) is kept. Findings located
+/// in a file are told apart by their message, since not every location has a line yet.
+fn same_variable(a: &Finding, b: &Finding) -> bool {
+    let variable = |l: &str| {
+        l.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    a.location.is_some() && a.location == b.location && a.location.as_deref().is_some_and(variable)
+}
+
+/// Folds each consequence of a reported cause into the first finding of that cause.
+fn fold(f: &mut Vec<Finding>) {
+    for (cause, consequences) in FOLDS {
+        let Some(at) = f.iter().position(|x| x.code == *cause) else { continue };
+        let mut folded = Vec::new();
+        let mut i = 0;
+        while i < f.len() {
+            if consequences.contains(&f[i].code.as_str()) {
+                folded.push(f.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        let at = if folded.is_empty() {
+            at
+        } else {
+            f.iter().position(|x| x.code == *cause).unwrap_or(at)
+        };
+        let c = &mut f[at];
+        for x in folded {
+            c.severity = c.severity.min(x.severity);
+            c.message = format!("{}; because of this, {}: {}", c.message, x.code, x.message);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -701,5 +853,58 @@ mod tests {
         );
         let codes: Vec<&str> = f.iter().map(|x| x.code.as_str()).collect();
         assert_eq!(codes, ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn finish_folds_orders_and_collapses() {
+        let at = |c: &str, s, loc: &str| {
+            finding(c, s, format!("{c} at {loc}"), "fix".into(), Some(loc.into()))
+        };
+        let f = finish(
+            vec![
+                at("key-missing", Severity::Error, "OPENAI_API_KEY"),
+                at("endpoint-unreachable", Severity::Warning, "a"),
+                at("stale-env-shadows", Severity::Warning, "K"),
+                at("unknown-provider-protocol", Severity::Warning, "s.json:1:2"),
+                at("endpoint-unreachable", Severity::Warning, "b"),
+                at("stale-env-shadows", Severity::Info, "K"),
+                at("endpoint-unreachable", Severity::Warning, "c"),
+                at("base-url-path-suffix", Severity::Warning, "u"),
+                at("plaintext-secret", Severity::Warning, "/f.json"),
+                finding(
+                    "plaintext-secret",
+                    Severity::Warning,
+                    "other".into(),
+                    "fix".into(),
+                    Some("/f.json".into()),
+                ),
+            ],
+            &[],
+        );
+        let codes: Vec<&str> = f.iter().map(|x| x.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "unknown-provider-protocol",
+                "stale-env-shadows",
+                "base-url-path-suffix",
+                "plaintext-secret",
+                "plaintext-secret",
+                "endpoint-unreachable"
+            ]
+        );
+        // The cause carries its consequence's severity and words, and keeps its own fix.
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(
+            f[0].message.contains("because of this, key-missing: key-missing at OPENAI_API_KEY")
+        );
+        assert_eq!(f[1].severity, Severity::Warning);
+        assert!(
+            f[5].message.ends_with("endpoint-unreachable at a (and 2 more like it)"),
+            "{:?}",
+            f[5]
+        );
+        // Finishing again changes nothing.
+        assert_eq!(finish(f.clone(), &[]), f);
     }
 }

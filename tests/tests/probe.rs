@@ -440,7 +440,8 @@ fn key_set_says_where_the_key_works_and_key_ls_shows_the_family() {
     assert!(!text.contains("error["), "{}", describe(&out));
 
     let ls = env.ok(&["key", "ls"]);
-    assert!(ls.contains("dashscope ap-southeast-1"), "{ls}");
+    assert!(ls.contains("valid: dashscope ap-southeast-1, just now"), "{ls}");
+    assert!(ls.lines().all(|l| l.chars().count() <= 120), "key ls rows too wide: {ls}");
     let j: Value = serde_json::from_str(&env.ok(&["key", "ls", "--json"])).unwrap();
     let k = &j["keys"][0];
     assert_eq!(

@@ -395,6 +395,7 @@ fn man_dir_writes_a_page_per_command() {
         "qwen-env-key-ls",
         "qwen-env-key-import",
         "qwen-env-key-rm",
+        "qwen-env-key-migrate",
         "qwen-env-status",
         "qwen-env-events",
         "qwen-env-trust",

@@ -61,8 +61,14 @@ pub fn doctor(args: &DoctorArgs) -> Result<(), CliError> {
         out(&format!("{}: no problems found\n", r.tool))?;
     } else {
         let on = render::colour(false);
+        // An all-clear from the files alone is not one while the endpoint check is running.
+        let pending = if r.findings.iter().any(|f| f.code == "not-verified") {
+            "; not verified yet: checking — `qwen-env doctor --verify` to wait"
+        } else {
+            ""
+        };
         out(&format!(
-            "{}\n{}: {}\n",
+            "{}\n{}: {}{pending}\n",
             render::findings(&r.findings, on),
             r.tool,
             render::summary(&r.findings)

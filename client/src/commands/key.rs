@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read};
 use qwen_env_proto::{ImportRequest, KeyInfo, Request, Response, SecretValue};
 
 use super::run::caller_context;
-use super::{age, ask, now, prompt, spinner, unexpected};
+use super::{age, ago, ask, now, prompt, spinner, unexpected};
 use crate::cli::KeyCommand;
 use crate::error::{CliError, exit};
 use crate::{out, render};
@@ -20,7 +20,31 @@ pub fn key(cmd: KeyCommand) -> Result<(), CliError> {
             Response::Removed { name } => out(&format!("removed {name}\n")),
             other => Err(unexpected(&other)),
         },
+        KeyCommand::Migrate { from, names } => migrate(&from, names),
     }
+}
+
+/// `key migrate --from BACKEND [NAME...]`: one line per key found there; exit 1 when one could
+/// not be moved.
+fn migrate(from: &str, names: Vec<String>) -> Result<(), CliError> {
+    let items = match ask(&Request::KeyMigrate { from: from.to_owned(), names })? {
+        Response::Migrated(items) => items,
+        other => return Err(unexpected(&other)),
+    };
+    if items.is_empty() {
+        return out(&format!(
+            "nothing to move: the {from} keychain holds none of the keys `qwen-env key ls` lists\n"
+        ));
+    }
+    let mut text = String::new();
+    for i in &items {
+        let _ = writeln!(text, "{} ({}): {}", i.name, i.fingerprint, i.note);
+    }
+    out(&text)?;
+    if items.iter().any(|i| !i.moved) {
+        return Err(CliError::silent(exit::FINDINGS));
+    }
+    Ok(())
 }
 
 /// The value never comes from argv: a hidden prompt on a terminal, else standard input. Unless
@@ -69,12 +93,12 @@ fn set(name: String, verify: bool) -> Result<(), CliError> {
 
 /// The line about the key a `key set` replaced: its fingerprint and age, or that it was the same.
 fn replaced(old: &KeyInfo, new_fingerprint: &str, now: u64) -> String {
-    let age = age(now.saturating_sub(old.changed));
+    let when = ago(now.saturating_sub(old.changed));
     if old.fingerprint == new_fingerprint {
-        format!("  the same value was already stored (set {age} ago); nothing changed\n")
+        format!("  the same value was already stored (set {when}); nothing changed\n")
     } else {
         format!(
-            "  replaced {} ({}, set {age} ago); `qwen-env key ls` lists what is stored\n",
+            "  replaced {} ({}, set {when}); `qwen-env key ls` lists what is stored\n",
             old.fingerprint, old.masked
         )
     }
@@ -159,33 +183,96 @@ fn ls(json: bool) -> Result<(), CliError> {
     if keys.is_empty() {
         return out("no keys stored; add one with `qwen-env key set NAME`\n");
     }
-    let width = keys.iter().map(|k| k.name.len()).max().unwrap_or(4).max(4);
-    let mut text = format!(
-        "{:width$}  {:19}  {:10}  {:14}  {:10}  {:28}  {}\n",
-        "NAME", "FINGERPRINT", "KEY", "BACKEND", "AGE", "FAMILY", "LAST CHECK"
-    );
-    for k in &keys {
-        let missing = if k.present { "" } else { "  (missing from the keychain: set it again)" };
-        let family = match (&k.family, &k.region) {
-            (Some(f), Some(r)) => format!("{f} {r}"),
-            (Some(f), None) => f.clone(),
-            _ => "-".to_owned(),
+    // A key the daemon's backend lacks: say which backend holds it, if one does.
+    let active = if keys.iter().any(|k| !k.present) {
+        match ask(&Request::Status)? {
+            Response::Status(s) => Some(s.keychain.backend),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    out(&ls_table(&keys, active.as_deref(), now))
+}
+
+/// The last check in few words: "valid: dashscope ap-southeast-1" when the probe found the
+/// family, else the result with each URL cut to its host (`key ls --json` has it in full).
+fn check_words(probe: &str, k: &KeyInfo) -> String {
+    if probe.starts_with("valid")
+        && let Some(f) = &k.family
+    {
+        return match &k.region {
+            Some(r) => format!("valid: {f} {r}"),
+            None => format!("valid: {f}"),
         };
-        let check = match &k.probe {
-            Some(p) => format!("{p} ({} ago)", age(now.saturating_sub(k.probed))),
-            None => "never".to_owned(),
-        };
-        let _ = writeln!(
-            text,
-            "{:width$}  {:19}  {:10}  {:14}  {:10}  {family:28}  {check}{missing}",
-            k.name,
-            k.fingerprint,
-            k.masked,
-            k.backend,
-            age(now.saturating_sub(k.changed))
-        );
     }
-    out(&text)
+    probe
+        .split(' ')
+        .map(|word| match word.split_once("://") {
+            Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
+            None => word,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `key ls` table: columns as wide as their widest cell, the probe's result (with the family
+/// it found) last, so that a row stays near 100 columns.
+fn ls_table(keys: &[KeyInfo], active: Option<&str>, now: u64) -> String {
+    let mut notes = Vec::new();
+    let rows: Vec<[String; 6]> = keys
+        .iter()
+        .map(|k| {
+            let check = match &k.probe {
+                None => "never".to_owned(),
+                Some(p) => format!("{}, {}", check_words(p, k), ago(now.saturating_sub(k.probed))),
+            };
+            notes.push((!k.present).then(|| match active.filter(|a| *a != k.backend) {
+                Some(a) => format!(
+                    "  ! not readable: in {}, the daemon uses {a}; `qwen-env key migrate --from {}`",
+                    k.backend, k.backend
+                ),
+                None => format!(
+                    "  ! missing from the {} keychain; store it again: `qwen-env key set {}`",
+                    k.backend, k.name
+                ),
+            }));
+            [
+                k.name.clone(),
+                k.fingerprint.clone(),
+                k.masked.clone(),
+                k.backend.clone(),
+                age(now.saturating_sub(k.changed)),
+                check,
+            ]
+        })
+        .collect();
+    let head = ["NAME", "FINGERPRINT", "KEY", "BACKEND", "AGE", "LAST CHECK"];
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let notes = std::iter::once(None).chain(notes);
+    for (r, note) in std::iter::once(head.map(str::to_owned)).chain(rows).zip(notes) {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line += cell;
+            } else {
+                let _ = write!(line, "{cell:w$}  ", w = width[i]);
+            }
+        }
+        text += line.trim_end();
+        text.push('\n');
+        if let Some(note) = note {
+            text += &note;
+            text.push('\n');
+        }
+    }
+    text
 }
 
 fn import(

@@ -35,6 +35,11 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("qwen-env key import .env", "Import only the keys of ./.env."),
     ("qwen-env key rm OPENAI_API_KEY", "Delete a stored key."),
+    (
+        "qwen-env key migrate --from keyutils",
+        "Move the keys stored while the daemon used kernel keyutils into the backend it uses now \
+         (`key ls` names the backend of a key it cannot read).",
+    ),
     ("qwen-env run -- qwen -p hi", "Run Qwen Code with the key its settings need injected."),
     ("qwen-env run --with OPENROUTER_API_KEY -- openclaw", "Also inject a named key."),
     ("qwen-env run --profile work -- qwen", "Inject the keys of the config's [profile.work]."),
@@ -165,7 +170,8 @@ fn write_all(
 /// One page: clap_mangen's sections, then ours. `path` is the command's words after `qwen-env`.
 fn page(cmd: &clap::Command, path: &[String]) -> Result<Vec<u8>, CliError> {
     let fail = |e: std::io::Error| CliError::failed(format!("failed to render the man page: {e}"));
-    let man = clap_mangen::Man::new(cmd.clone())
+    // Every page names the version (VERSION section); only the top level has a --version flag.
+    let man = clap_mangen::Man::new(cmd.clone().version(env!("CARGO_PKG_VERSION")))
         .source(concat!("qwen-env ", env!("CARGO_PKG_VERSION")))
         .manual("qwen-env manual");
     let mut buf = Vec::new();

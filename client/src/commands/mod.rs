@@ -30,6 +30,10 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Daemon(cmd) => daemon::daemon(&cmd),
         Command::Events { json } => events::events(json),
         Command::Hook { shell } => hook::hook(shell),
+        Command::Complete { what } => {
+            completions::names(what);
+            Ok(())
+        }
         Command::HookStatus => {
             hook::hook_status();
             Ok(())
@@ -57,6 +61,14 @@ fn age(secs: u64) -> String {
         60..3600 => plural(secs / 60, "minute"),
         3600..86_400 => plural(secs / 3600, "hour"),
         _ => plural(secs / 86_400, "day"),
+    }
+}
+
+/// How long ago, in words: "just now", "3 minutes ago".
+fn ago(secs: u64) -> String {
+    match age(secs) {
+        now if secs < 60 => now,
+        a => format!("{a} ago"),
     }
 }
 

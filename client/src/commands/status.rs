@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use qwen_env_proto::{Request, Response};
 
-use super::{age, unexpected};
+use super::{age, plural, unexpected};
 use crate::error::CliError;
 use crate::out;
 
@@ -58,7 +58,13 @@ pub fn status(json: bool) -> Result<(), CliError> {
         for c in &s.contexts {
             let state = match (c.errors, c.warnings) {
                 (0, 0) => "ok".to_owned(),
-                (e, w) => format!("{e} errors, {w} warnings"),
+                (e, w) => {
+                    format!(
+                        "{}, {}",
+                        plural(u64::from(e), "error"),
+                        plural(u64::from(w), "warning")
+                    )
+                }
             };
             let _ = writeln!(text, "           {} in {}: {state}", c.tool, c.cwd);
         }

@@ -1,0 +1,209 @@
+//! Dynamic completions in the real shells' completion machinery: stored key names for `key rm`,
+//! `key migrate` and `--with`, profiles for `--profile`, from the running daemon through the
+//! hidden `qwen-env __complete`; fish's `hook <TAB>` and
+//! `completions <TAB>` offer shells, not files. bash is driven as
+//! its completion would be (`complete -p` plus `COMP_WORDS`/`COMP_CWORD`), zsh through `compinit`
+//! in a pseudo-terminal (`zsh/zpty`, with `compadd` reporting what it was given), fish through
+//! `complete -C`.
+
+use std::process::Output;
+
+use qwen_env_tests::{TestEnv, bin, describe, require};
+
+const KEYS: [&str; 2] = ["DASHSCOPE_API_KEY", "OPENROUTER_API_KEY"];
+
+/// Two stored keys, two profiles, `qwen-env` first on PATH, a file in the working directory
+/// (which must never be offered where a name is expected).
+fn setup() -> TestEnv {
+    let mut env = TestEnv::new();
+    let dir = bin("qwen-env").parent().unwrap().display().to_string();
+    env.set_var("PATH", &format!("{dir}:/usr/local/bin:/usr/bin:/bin"));
+    env.set_key(KEYS[0], "sk-0123456789abcdef0123a289");
+    env.set_key(KEYS[1], "sk-or-v1-0000000000000000000000000000beef");
+    env.write_config(
+        "[profile.work]\nkeys = [\"DASHSCOPE_API_KEY\"]\n[profile.router]\nkeys = [\"OPENROUTER_API_KEY\"]\n",
+    );
+    std::fs::write(env.home.join("a-file-in-cwd"), "").unwrap();
+    env
+}
+
+fn script(env: &TestEnv, shell: &str) -> std::path::PathBuf {
+    let dir = env.root.path().join(format!("completions-{shell}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = if shell == "zsh" { "_qwen-env".to_owned() } else { format!("qwen-env.{shell}") };
+    let path = dir.join(name);
+    std::fs::write(&path, env.ok(&["completions", shell])).unwrap();
+    path
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// The candidates for each line, from `out`'s `[line]` blocks.
+fn blocks(out: &Output) -> Vec<(String, Vec<String>)> {
+    let mut all: Vec<(String, Vec<String>)> = Vec::new();
+    for l in lines(out) {
+        if let Some(head) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            all.push((head.to_owned(), Vec::new()));
+        } else if let Some((_, words)) = all.last_mut() {
+            // fish prints `candidate<TAB>description`.
+            words.push(l.split('\t').next().unwrap_or_default().to_owned());
+        }
+    }
+    all
+}
+
+fn expect(out: &Output, cases: &[(&str, &[&str])]) {
+    let got = blocks(out);
+    for (line, want) in cases {
+        let Some((_, words)) = got.iter().find(|(l, _)| l == line) else {
+            panic!("no block for `{line}`: {}", describe(out))
+        };
+        let mut sorted = words.clone();
+        sorted.sort();
+        sorted.dedup();
+        let mut want: Vec<String> = want.iter().map(|w| (*w).to_owned()).collect();
+        want.sort();
+        assert_eq!(sorted, want, "`{line}`: {}", describe(out));
+    }
+}
+
+#[test]
+fn complete_lists_names_and_is_silent_without_a_daemon() {
+    let env = setup();
+    assert_eq!(env.ok(&["__complete", "keys"]), format!("{}\n{}\n", KEYS[0], KEYS[1]));
+    assert_eq!(env.ok(&["__complete", "profiles"]), "router\nwork\n");
+    env.ok(&["daemon", "stop"]);
+    let out = env.run(&["__complete", "keys"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        describe(&out)
+    );
+    assert!(!env.daemon_running(), "a tab press started the daemon");
+    // Hidden: not in --help, and not offered by the scripts.
+    assert!(!env.ok(&["--help"]).contains("__complete"));
+    assert!(!env.ok(&["completions", "bash"]).contains("__complete keys|"));
+}
+
+#[test]
+fn bash_completes_keys_and_profiles() {
+    if !require("bash") {
+        return;
+    }
+    let env = setup();
+    let path = script(&env, "bash");
+    let body = format!(
+        "source '{}'\nfn=$(complete -p qwen-env | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\n\
+         for line in 'qwen-env key rm ' 'qwen-env key rm O' 'qwen-env run --with ' 'qwen-env explain --with D' \
+         'qwen-env run --profile ' 'qwen-env key migrate --from keyutils ' 'qwen-env key migrate --from ' 'qwen-env key '; do\n\
+         read -ra COMP_WORDS <<<\"$line\"; [[ $line == *' ' ]] && COMP_WORDS+=('')\n\
+         COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMPREPLY=()\n\
+         \"$fn\" qwen-env \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         echo \"[$line]\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"; done\n",
+        path.display()
+    );
+    let out = env.command("bash").args(["--norc", "--noprofile", "-c", &body]).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    expect(
+        &out,
+        &[
+            ("qwen-env key rm ", &KEYS),
+            ("qwen-env key rm O", &["OPENROUTER_API_KEY"]),
+            ("qwen-env run --with ", &KEYS),
+            ("qwen-env explain --with D", &["DASHSCOPE_API_KEY"]),
+            ("qwen-env run --profile ", &["router", "work"]),
+            ("qwen-env key migrate --from keyutils ", &KEYS),
+            ("qwen-env key migrate --from ", &["keyutils", "secret-service", "macos", "windows"]),
+            ("qwen-env key ", &["set", "ls", "import", "rm", "migrate", "help", "-h", "--help"]),
+        ],
+    );
+}
+
+/// Types `line` and a tab into an interactive zsh with `compinit` and the script on `fpath`;
+/// `compadd` prints each candidate it is handed (the technique of zsh-capture-completion).
+const ZSH_CAPTURE: &str = r#"
+zmodload zsh/zpty
+typeset got
+for line in "$@"; do
+  print -r -- "[$line]"
+  zpty z zsh -f -i
+  zpty -w z "fpath=($FPATH_DIR \$fpath); autoload -Uz compinit; compinit -u -D"
+  zpty -w z 'bindkey "^I" complete-word; null-line() { echo -E - $'"'"'\0'"'"' }; compprefuncs=( null-line ); comppostfuncs=( null-line exit )'
+  zpty -w z 'zstyle ":completion:*" list-grouped false; zstyle ":completion:*" insert-tab false'
+  zpty -w z 'compadd () { if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return $?; fi; typeset -a __hits; builtin compadd -A __hits "$@"; local h; for h in $__hits; do echo -E - "HIT:$h"; done }'
+  zpty -w z 'PROMPT=""'
+  zpty -wn z "$line"$'\t'
+  while zpty -r z got; do
+    got=${got//$'\r'/}; got=${got%$'\n'}
+    [[ $got == HIT:* ]] && print -r -- "${got#HIT:}"
+  done
+  zpty -d z 2>/dev/null
+done
+"#;
+
+#[test]
+fn zsh_completes_keys_and_profiles() {
+    if !require("zsh") {
+        return;
+    }
+    let env = setup();
+    let path = script(&env, "zsh");
+    let capture = env.root.path().join("capture.zsh");
+    std::fs::write(&capture, ZSH_CAPTURE).unwrap();
+    let out = env
+        .command("timeout")
+        .arg("60")
+        .arg("zsh")
+        .arg("-f")
+        .arg(&capture)
+        .args([
+            "qwen-env key rm ",
+            "qwen-env run --with ",
+            "qwen-env run --profile ",
+            "qwen-env key migrate --from keyutils ",
+            "qwen-env key ",
+        ])
+        .env("FPATH_DIR", path.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    expect(
+        &out,
+        &[
+            ("qwen-env key rm ", &KEYS),
+            ("qwen-env run --with ", &KEYS),
+            ("qwen-env run --profile ", &["router", "work"]),
+            ("qwen-env key migrate --from keyutils ", &KEYS),
+            ("qwen-env key ", &["set", "ls", "import", "rm", "migrate", "help"]),
+        ],
+    );
+}
+
+#[test]
+fn fish_completes_keys_profiles_and_hook_shells() {
+    if !require("fish") {
+        return;
+    }
+    let env = setup();
+    let path = script(&env, "fish");
+    let body = format!(
+        "source '{}'\nfor line in 'qwen-env key rm ' 'qwen-env run --with ' 'qwen-env explain --profile ' \
+         'qwen-env key migrate --from keyutils ' 'qwen-env hook ' 'qwen-env completions '\n  echo \"[$line]\"; complete -C \"$line\"\nend\n",
+        path.display()
+    );
+    let out = env.command("fish").args(["--no-config", "-c", &body]).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    expect(
+        &out,
+        &[
+            ("qwen-env key rm ", &KEYS),
+            ("qwen-env run --with ", &KEYS),
+            ("qwen-env explain --profile ", &["router", "work"]),
+            ("qwen-env key migrate --from keyutils ", &KEYS),
+            ("qwen-env hook ", &["bash", "zsh", "fish", "powershell"]),
+            ("qwen-env completions ", &["bash", "zsh", "fish", "powershell", "elvish"]),
+        ],
+    );
+}
