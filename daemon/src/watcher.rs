@@ -53,14 +53,55 @@ struct Inner {
     /// Every file some context depends on, with its last known content hash.
     files: HashMap<PathBuf, Hash>,
     contexts: HashMap<(String, String), Context>,
+    envs: Envs,
     last_expiry: Instant,
 }
 
 struct Context {
-    caller: CallerContext,
+    caller: Caller,
     files: Vec<PathBuf>,
     findings: Vec<Finding>,
     last_used: Instant,
+}
+
+/// A context's caller. The environment is shared between contexts that have the same one
+/// (every directory a shell visits sends the same environment): a thousand contexts hold one
+/// copy, not a thousand.
+struct Caller {
+    cwd: String,
+    argv: Vec<String>,
+    env: Arc<[(String, String)]>,
+}
+
+impl Caller {
+    fn is(&self, c: &CallerContext) -> bool {
+        self.cwd == c.cwd && self.argv == c.argv && *self.env == *c.env
+    }
+
+    fn context(&self) -> CallerContext {
+        CallerContext { cwd: self.cwd.clone(), argv: self.argv.clone(), env: self.env.to_vec() }
+    }
+}
+
+/// The environments contexts hold, by hash, each stored once.
+#[derive(Default)]
+struct Envs(HashMap<u64, Arc<[(String, String)]>>);
+
+impl Envs {
+    fn caller(&mut self, c: &CallerContext) -> Caller {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::hash::DefaultHasher::new();
+        c.env.hash(&mut h);
+        let shared = self.0.entry(h.finish()).or_insert_with(|| Arc::from(c.env.as_slice()));
+        // A hash collision between two environments: this one is simply not shared.
+        let env = if **shared == *c.env { shared.clone() } else { Arc::from(c.env.as_slice()) };
+        Caller { cwd: c.cwd.clone(), argv: c.argv.clone(), env }
+    }
+
+    /// Forgets environments no context holds any more.
+    fn prune(&mut self) {
+        self.0.retain(|_, e| Arc::strong_count(e) > 1);
+    }
 }
 
 impl Watcher {
@@ -112,6 +153,7 @@ impl Watcher {
                 dirs: BTreeSet::new(),
                 files: HashMap::new(),
                 contexts: HashMap::new(),
+                envs: Envs::default(),
                 last_expiry: Instant::now(),
             }),
             events: broadcast::channel(1024).0,
@@ -126,14 +168,15 @@ impl Watcher {
         files: &[PathBuf],
         findings: &[Finding],
     ) {
-        let mut inner = self.inner.lock().expect("watcher lock");
+        let mut guard = self.inner.lock().expect("watcher lock");
+        let inner = &mut *guard;
         let key = (caller.cwd.clone(), tool.to_owned());
         // The hot path (every `run`): a known context asked again. Compare before cloning.
         let unchanged = match inner.contexts.get_mut(&key) {
             Some(c) if c.files == files => {
                 c.last_used = Instant::now();
-                if c.caller != *caller {
-                    c.caller = caller.clone();
+                if !c.caller.is(caller) {
+                    c.caller = inner.envs.caller(caller);
                 }
                 if c.findings != findings {
                     c.findings = findings.to_vec();
@@ -142,7 +185,7 @@ impl Watcher {
             }
             _ => {
                 let context = Context {
-                    caller: caller.clone(),
+                    caller: inner.envs.caller(caller),
                     files: files.to_vec(),
                     findings: findings.to_vec(),
                     last_used: Instant::now(),
@@ -227,7 +270,7 @@ impl Watcher {
             .contexts
             .values()
             .filter(|c| c.files.iter().any(|f| files.contains(f)))
-            .map(|c| c.caller.clone())
+            .map(|c| c.caller.context())
             .collect()
     }
 
@@ -261,6 +304,7 @@ impl Inner {
         self.last_expiry = Instant::now();
         let before = self.contexts.len();
         self.contexts.retain(|_, c| c.last_used.elapsed() < CONTEXT_TTL);
+        self.envs.prune();
         before != self.contexts.len()
     }
 
