@@ -314,3 +314,28 @@ pub fn wal(db: &Path) -> PathBuf {
     s.push("-wal");
     PathBuf::from(s)
 }
+
+/// The literal keys of the stored profiles, as the secrets scanner reports them (`key import`
+/// takes them; it never writes the database).
+pub fn hits(store: &ProfileStore) -> Vec<crate::secrets::Hit> {
+    store
+        .profiles
+        .iter()
+        .filter_map(|p| {
+            let secret = p.secret.as_ref()?;
+            let label: std::sync::Arc<str> = std::sync::Arc::from(format!("{} {}", p.db.display(), p.row).as_str());
+            Some(crate::secrets::Hit {
+                name: crate::secrets::provider_var(&p.provider),
+                value: qwen_env_proto::SecretValue::new(secret.clone()),
+                file: p.db.clone(),
+                label: label.clone(),
+                mode: None,
+                kind: crate::secrets::FileKind::OpenClawStore,
+                place: crate::secrets::Place::Member {
+                    path: format!("profile {}", p.id),
+                    loc: crate::jsonc::Loc { file: label, line: 0, col: 0 },
+                },
+            })
+        })
+        .collect()
+}
