@@ -545,7 +545,11 @@ impl Load<'_> {
         let config = self.json5(&config_path);
         let merged = config.as_ref().and_then(|f| f.parsed.as_ref().ok()).map(|root| {
             let roots: Vec<PathBuf> = env_get(env, "OPENCLAW_INCLUDE_ROOTS")
-                .map(|r| std::env::split_paths(r).map(|p| expand_path(&p.to_string_lossy(), home, cwd)).collect())
+                .map(|r| {
+                    std::env::split_paths(r)
+                        .map(|p| expand_path(&p.to_string_lossy(), home, cwd))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !include::uses_include(root) {
                 return Ok(root.clone());
@@ -573,7 +577,8 @@ impl Load<'_> {
 
     /// OpenClaw's profile stores, read again only when a database or its `-wal` changed.
     fn oc_store(&mut self, shared: &Path, agent: &Path) -> (Option<ProfileStore>, Vec<Finding>) {
-        let paths = [shared.to_path_buf(), store::wal(shared), agent.to_path_buf(), store::wal(agent)];
+        let paths =
+            [shared.to_path_buf(), store::wal(shared), agent.to_path_buf(), store::wal(agent)];
         let st = store::stamp(&paths);
         let key = (shared.to_path_buf(), agent.to_path_buf());
         let cache = self.cache;

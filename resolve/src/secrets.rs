@@ -141,7 +141,8 @@ pub fn qwen(src: &Sources) -> Vec<Hit> {
 /// `.env` files, `openclaw.json` and legacy auth profiles.
 pub fn openclaw(src: &Sources) -> Vec<Hit> {
     let oc = &src.openclaw;
-    let mut out: Vec<Hit> = oc.profiles.as_ref().map(crate::openclaw::store::hits).unwrap_or_default();
+    let mut out: Vec<Hit> =
+        oc.profiles.as_ref().map(crate::openclaw::store::hits).unwrap_or_default();
     out.extend(oc.cwd_env.iter().chain(&oc.state_env).flat_map(|f| env_file(f)));
     for (kind, f) in oc
         .config

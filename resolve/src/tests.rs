@@ -1048,9 +1048,15 @@ const TP_KEY: &str = "sk-sp-planplanplanplan1234";
 fn openclaw_model_refs_choose_the_provider() {
     let t = Tree::new();
     let p = t.dir("p");
-    let env = [("QWEN_API_KEY", DS_KEY), ("DASHSCOPE_API_KEY", DS_KEY2), ("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)];
+    let env = [
+        ("QWEN_API_KEY", DS_KEY),
+        ("DASHSCOPE_API_KEY", DS_KEY2),
+        ("QWEN_TOKEN_PLAN_API_KEY", TP_KEY),
+    ];
     let cfg = |primary: &str| {
-        format!(r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "http://127.0.0.1:9/v1"}}}}}}, "agents": {{"defaults": {{"model": {{"primary": "{primary}"}}}}}}}}"#)
+        format!(
+            r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "http://127.0.0.1:9/v1"}}}}}}, "agents": {{"defaults": {{"model": {{"primary": "{primary}"}}}}}}}}"#
+        )
     };
     // dashscope/… is not the qwen provider: OpenClaw's "Unknown model", at the member.
     let text = cfg("dashscope/qwen3.5-plus");
@@ -1071,7 +1077,8 @@ fn openclaw_model_refs_choose_the_provider() {
     // A bare id is openai/….
     t.write(".openclaw/openclaw.json", &cfg("qwen3.5-plus"));
     let (r, _) = go(&t, &c, &Run::default());
-    assert!(r.findings.iter().any(|f| f.code == "openclaw-unknown-model" && f.message.starts_with("Unknown model: openai/qwen3.5-plus")));
+    assert!(r.findings.iter().any(|f| f.code == "openclaw-unknown-model"
+        && f.message.starts_with("Unknown model: openai/qwen3.5-plus")));
     // qwen/… resolves through qwen; --model of `agent` beats the config and picks Token Plan.
     t.write(".openclaw/openclaw.json", &cfg("qwen/qwen3.5-plus"));
     let (r, _) = go(&t, &c, &Run::default());
@@ -1090,21 +1097,45 @@ fn openclaw_model_refs_choose_the_provider() {
 fn openclaw_token_plan_reads_only_its_variable_and_run_injects_it() {
     let t = Tree::new();
     let p = t.dir("p");
-    t.write(".openclaw/openclaw.json", r#"{"agents": {"defaults": {"model": {"primary": "qwen-token-plan/qwen3.7-plus"}}}}"#);
+    t.write(
+        ".openclaw/openclaw.json",
+        r#"{"agents": {"defaults": {"model": {"primary": "qwen-token-plan/qwen3.7-plus"}}}}"#,
+    );
     let c = t.caller(&p, &["openclaw", "agent"], &[("QWEN_API_KEY", DS_KEY)]);
     let (r, _) = go(&t, &c, &Run::default());
     let f = r.findings.iter().find(|f| f.code == "key-missing").expect("no key");
-    assert!(f.message.starts_with("No API key found for provider \"qwen-token-plan\""), "{}", f.message);
+    assert!(
+        f.message.starts_with("No API key found for provider \"qwen-token-plan\""),
+        "{}",
+        f.message
+    );
     assert_eq!(f.fix, "qwen-env key set QWEN_TOKEN_PLAN_API_KEY");
     let keychain = kc(&[("QWEN_API_KEY", DS_KEY), ("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)]);
     let (r, plan) = go(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
-    assert_eq!(plan.inject_as, [("QWEN_TOKEN_PLAN_API_KEY".to_string(), "QWEN_TOKEN_PLAN_API_KEY".to_string())]);
+    assert_eq!(
+        plan.inject_as,
+        [("QWEN_TOKEN_PLAN_API_KEY".to_string(), "QWEN_TOKEN_PLAN_API_KEY".to_string())]
+    );
     assert_eq!(r.api_key.source.as_deref(), Some("keychain QWEN_TOKEN_PLAN_API_KEY"));
     // The legacy id has no env variable at all.
     t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"bailian-token-plan": {"baseUrl": "http://127.0.0.1:9/v1", "models": [{"id": "m", "name": "m"}]}}}, "agents": {"defaults": {"model": "bailian-token-plan/m"}}}"#);
     let c = t.caller(&p, &["openclaw"], &[("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)]);
-    let (r, plan) = go(&t, &c, &Run { as_is: false, keychain: kc(&[("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)]), ..Run::default() });
-    assert!(r.findings.iter().any(|f| f.code == "key-missing" && f.message.contains("\"bailian-token-plan\"")), "{:?}", codes(&r));
+    let (r, plan) = go(
+        &t,
+        &c,
+        &Run {
+            as_is: false,
+            keychain: kc(&[("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)]),
+            ..Run::default()
+        },
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == "key-missing" && f.message.contains("\"bailian-token-plan\"")),
+        "{:?}",
+        codes(&r)
+    );
     assert!(plan.inject_as.is_empty());
 }
 
@@ -1119,15 +1150,24 @@ fn openclaw_unknown_model_predictions() {
     let col = text.find("[]").unwrap() + 1;
     let (r, _) = go(&t, &c, &Run::default());
     let f = r.findings.iter().find(|f| f.code == "openclaw-unknown-model").expect("unknown");
-    assert!(f.message.contains("Found agents.defaults.models[\"qwen/qwen3.5-plus\"]"), "{}", f.message);
+    assert!(
+        f.message.contains("Found agents.defaults.models[\"qwen/qwen3.5-plus\"]"),
+        "{}",
+        f.message
+    );
     assert!(f.fix.contains(r#"{"id": "qwen3.5-plus", "name": "qwen3.5-plus"}"#), "{}", f.fix);
-    assert!(f.location.as_deref().unwrap().ends_with(&format!("openclaw.json:1:{col}")), "{:?}", f.location);
+    assert!(
+        f.location.as_deref().unwrap().ends_with(&format!("openclaw.json:1:{col}")),
+        "{:?}",
+        f.location
+    );
     // An unresolved ${VAR} in baseUrl.
     t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "${MY_BASE}/v1"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
     let (r, _) = go(&t, &c, &Run::default());
     assert!(r.findings.iter().any(|f| f.code == "openclaw-unknown-model" && f.message.contains("not an http(s) URL")), "{:?}", r.findings);
     // Defined, it is substituted and accepted.
-    let c2 = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY), ("MY_BASE", "http://127.0.0.1:9")]);
+    let c2 =
+        t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY), ("MY_BASE", "http://127.0.0.1:9")]);
     let (r, _) = go(&t, &c2, &Run::default());
     assert!(!codes(&r).contains(&"openclaw-unknown-model"), "{:?}", r.findings);
     assert_eq!(r.base_url.value.as_deref(), Some("http://127.0.0.1:9/v1"));
@@ -1139,12 +1179,24 @@ fn openclaw_profiles_beat_env_and_references_resolve() {
     let p = t.dir("p");
     t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "http://127.0.0.1:9/v1"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
     // Kept open in WAL mode with nothing checkpointed, as OpenClaw does.
-    let db = oc_store(&t, &format!(r#"{{"version":1,"profiles":{{{}}}}}"#, oc_profile("qwen:manual", "qwen", DS_KEY2)), None);
+    let db = oc_store(
+        &t,
+        &format!(
+            r#"{{"version":1,"profiles":{{{}}}}}"#,
+            oc_profile("qwen:manual", "qwen", DS_KEY2)
+        ),
+        None,
+    );
     let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
     let (r, _) = go(&t, &c, &Run::default());
     assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(DS_KEY2)));
     let src = r.api_key.source.clone().unwrap();
-    assert!(src.ends_with("state/openclaw.sqlite config_machine_state row authProfiles.store profile qwen:manual"), "{src}");
+    assert!(
+        src.ends_with(
+            "state/openclaw.sqlite config_machine_state row authProfiles.store profile qwen:manual"
+        ),
+        "{src}"
+    );
     assert!(codes(&r).contains(&"openclaw-profile-wins"));
     assert_eq!(r.api_key.shadowed.len(), 1, "the env key is listed as shadowed");
     // Under run with the key in the keychain: nothing injected, and a warning names the profile.
@@ -1153,19 +1205,35 @@ fn openclaw_profiles_beat_env_and_references_resolve() {
     assert!(plan.inject_as.is_empty());
     let f = r.findings.iter().find(|f| f.code == "keychain-shadowed").expect("warning");
     assert_eq!(f.severity, Severity::Warning);
-    assert!(f.message.contains("qwen:manual") && f.fix.contains("openclaw models auth logout qwen:manual --yes"), "{f:?}");
+    assert!(
+        f.message.contains("qwen:manual")
+            && f.fix.contains("openclaw models auth logout qwen:manual --yes"),
+        "{f:?}"
+    );
     // An edit in the WAL (OpenClaw still holding the database) is seen by a cached reader.
     let cache = SourceCache::default();
     let before = cache.load(&c, &t.home).openclaw.profiles.unwrap();
     assert_eq!(before.profiles.len(), 1);
-    db.execute("UPDATE config_machine_state SET value_json = ?1 WHERE state_key = 'authProfiles.store'", [format!(r#"{{"version":1,"profiles":{{{},{}}}}}"#, oc_profile("qwen:manual", "qwen", DS_KEY2), oc_profile("other:x", "openai", DS_KEY))]).unwrap();
+    db.execute(
+        "UPDATE config_machine_state SET value_json = ?1 WHERE state_key = 'authProfiles.store'",
+        [format!(
+            r#"{{"version":1,"profiles":{{{},{}}}}}"#,
+            oc_profile("qwen:manual", "qwen", DS_KEY2),
+            oc_profile("other:x", "openai", DS_KEY)
+        )],
+    )
+    .unwrap();
     let after = cache.load(&c, &t.home).openclaw.profiles.unwrap();
     assert_eq!(after.profiles.len(), 2);
     // An apiKey equal to a profile id is a reference; to a profile of another provider, an error.
     t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "other:x"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
     let (r, _) = go(&t, &c, &Run::default());
     assert!(codes(&r).contains(&"openclaw-profile-ref-invalid"), "{:?}", codes(&r));
-    assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(DS_KEY2)), "the qwen profile still wins");
+    assert_eq!(
+        r.api_key.fingerprint,
+        Some(mask::fingerprint(DS_KEY2)),
+        "the qwen profile still wins"
+    );
     drop(db);
 }
 
@@ -1178,7 +1246,11 @@ fn openclaw_profile_order_follows_auth_order_then_type_and_last_use() {
         oc_profile("qwen:a", "qwen", DS_KEY2),
         oc_profile("qwen:b", "qwen", "sk-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
     );
-    let _db = oc_store(&t, &store, Some(r#"{"usageStats":{"qwen:a":{"lastUsed":50},"qwen:b":{"lastUsed":10}}}"#));
+    let _db = oc_store(
+        &t,
+        &store,
+        Some(r#"{"usageStats":{"qwen:a":{"lastUsed":50},"qwen:b":{"lastUsed":10}}}"#),
+    );
     let cache = SourceCache::default();
     let c = t.caller(&p, &["openclaw"], &[]);
     let s = cache.load(&c, &t.home).openclaw.profiles.unwrap();
@@ -1187,9 +1259,17 @@ fn openclaw_profile_order_follows_auth_order_then_type_and_last_use() {
         crate::openclaw::profile_order(&s, cfg, "qwen").iter().map(|p| p.id.clone()).collect()
     };
     assert_eq!(ids(None), ["qwen:tok", "qwen:b", "qwen:a"]);
-    let cfg = crate::cache::parse_openclaw(r#"{"auth": {"order": {"qwen": ["qwen:a", "qwen:b"]}}}"#, &std::sync::Arc::from("c")).unwrap();
+    let cfg = crate::cache::parse_openclaw(
+        r#"{"auth": {"order": {"qwen": ["qwen:a", "qwen:b"]}}}"#,
+        &std::sync::Arc::from("c"),
+    )
+    .unwrap();
     assert_eq!(ids(Some(&cfg)), ["qwen:a", "qwen:b"]);
-    let cfg = crate::cache::parse_openclaw(r#"{"auth": {"profiles": {"qwen:a": {"provider": "qwen", "mode": "api_key"}}}}"#, &std::sync::Arc::from("c")).unwrap();
+    let cfg = crate::cache::parse_openclaw(
+        r#"{"auth": {"profiles": {"qwen:a": {"provider": "qwen", "mode": "api_key"}}}}"#,
+        &std::sync::Arc::from("c"),
+    )
+    .unwrap();
     assert_eq!(ids(Some(&cfg)), ["qwen:a"]);
 }
 
@@ -1202,14 +1282,24 @@ fn openclaw_includes_are_followed_and_escapes_refused() {
     t.write(".openclaw/openclaw.json", r#"{"models": {"$include": "./providers.json5", "providers": {"qwen": {"models": [{"id": "q", "name": "q"}]}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
     let (r, _) = go(&t, &c, &Run::default());
     assert_eq!(r.base_url.value.as_deref(), Some("http://127.0.0.1:7/v1"));
-    assert!(!codes(&r).iter().any(|c| c.starts_with("openclaw-include") || *c == "openclaw-config-invalid"), "{:?}", codes(&r));
+    assert!(
+        !codes(&r)
+            .iter()
+            .any(|c| c.starts_with("openclaw-include") || *c == "openclaw-config-invalid"),
+        "{:?}",
+        codes(&r)
+    );
     let src = SourceCache::default().load(&c, &t.home);
     assert!(src.watched.iter().any(|w| w.ends_with("providers.json5")));
     t.write("outside.json", "{}");
     let conf = t.write(".openclaw/openclaw.json", r#"{"$include": "../outside.json"}"#);
     let (r, _) = go(&t, &c, &Run::default());
     let f = r.findings.iter().find(|f| f.code == "openclaw-config-invalid").expect("refused");
-    assert!(f.message.contains("Include path escapes config directory: ../outside.json"), "{}", f.message);
+    assert!(
+        f.message.contains("Include path escapes config directory: ../outside.json"),
+        "{}",
+        f.message
+    );
     assert_eq!(f.location.as_deref(), Some(format!("{}:1:14", conf.display()).as_str()));
     assert_eq!(r.api_key.value, None, "OpenClaw does not run at all");
 }
@@ -1226,6 +1316,12 @@ fn a_fifo_at_the_openclaw_store_is_a_finding_not_a_hang() {
     assert_eq!(unsafe { libc::mkfifo(cs.as_ptr(), 0o600) }, 0);
     let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
     let (r, _) = go(&t, &c, &Run::default());
-    assert!(r.findings.iter().any(|f| f.code == "file-not-regular" && f.message.contains("openclaw.sqlite")), "{:?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == "file-not-regular" && f.message.contains("openclaw.sqlite")),
+        "{:?}",
+        r.findings
+    );
     assert_eq!(r.api_key.variable.as_deref(), Some("QWEN_API_KEY"));
 }

@@ -50,7 +50,12 @@ fn finding<'a>(j: &'a Value, code: &str) -> Option<&'a Value> {
 
 /// OpenClaw's shared store with one profile, as `openclaw models auth paste-api-key` leaves it:
 /// the real table, WAL mode, and the connection still open (returned) as OpenClaw holds it.
-fn paste_api_key(env: &TestEnv, id: &str, provider: &str, key: &str) -> (PathBuf, rusqlite::Connection) {
+fn paste_api_key(
+    env: &TestEnv,
+    id: &str,
+    provider: &str,
+    key: &str,
+) -> (PathBuf, rusqlite::Connection) {
     let db = env.home.join(".openclaw/state/openclaw.sqlite");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let c = rusqlite::Connection::open(&db).unwrap();
@@ -84,7 +89,12 @@ fn model_refs_pick_the_provider_and_run_injects_only_its_variable() {
     env.set_key("QWEN_API_KEY", QK);
     env.set_key("QWEN_TOKEN_PLAN_API_KEY", TP);
     // dashscope/… does not borrow qwen's keys: OpenClaw's "Unknown model", at the member.
-    let j = json(&env, &proj, &["explain", "--as-is", "--json", "--", "openclaw", "agent"], &[("QWEN_API_KEY", STALE)]);
+    let j = json(
+        &env,
+        &proj,
+        &["explain", "--as-is", "--json", "--", "openclaw", "agent"],
+        &[("QWEN_API_KEY", STALE)],
+    );
     let f = finding(&j, "openclaw-unknown-model").unwrap_or_else(|| panic!("{j:#}"));
     assert_eq!(f["severity"], "error");
     assert!(f["message"].as_str().unwrap().starts_with("Unknown model: dashscope/qwen3.5-plus"));
@@ -92,15 +102,32 @@ fn model_refs_pick_the_provider_and_run_injects_only_its_variable() {
     assert!(j["api_key"]["value"].is_null(), "{j:#}");
 
     // --model of `agent` picks Token Plan: only QWEN_TOKEN_PLAN_API_KEY is injected.
-    let argv = ["run", "--", "openclaw", "agent", "--local", "--model", "qwen-token-plan/qwen3.7-plus"];
+    let argv =
+        ["run", "--", "openclaw", "agent", "--local", "--model", "qwen-token-plan/qwen3.7-plus"];
     let out = env.client(&argv).current_dir(&proj).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("QWEN_TOKEN_PLAN_API_KEY={TP}\n")), "{stdout}");
     assert!(stdout.contains("QWEN_API_KEY=<unset>\n"), "the qwen key was injected: {stdout}");
-    let j = json(&env, &proj, &["explain", "--json", "--", "openclaw", "agent", "--model", "qwen-token-plan/qwen3.7-plus"], &[]);
+    let j = json(
+        &env,
+        &proj,
+        &[
+            "explain",
+            "--json",
+            "--",
+            "openclaw",
+            "agent",
+            "--model",
+            "qwen-token-plan/qwen3.7-plus",
+        ],
+        &[],
+    );
     assert_eq!(j["api_key"]["source"], "keychain QWEN_TOKEN_PLAN_API_KEY");
-    assert_eq!(j["base_url"]["value"], "https://token-plan.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1");
+    assert_eq!(
+        j["base_url"]["value"],
+        "https://token-plan.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1"
+    );
 
     // qwen/… gets QWEN_API_KEY, replacing a stale export.
     let out = env
@@ -129,10 +156,18 @@ fn a_stored_profile_wins_run_warns_strict_refuses_and_import_moves_it() {
     let before = snapshot();
 
     // explain: the profile's key by fingerprint, where it lives, and the env key it shadows.
-    let j = json(&env, &proj, &["explain", "--as-is", "--json", "--", "openclaw"], &[("QWEN_API_KEY", STALE)]);
+    let j = json(
+        &env,
+        &proj,
+        &["explain", "--as-is", "--json", "--", "openclaw"],
+        &[("QWEN_API_KEY", STALE)],
+    );
     assert_eq!(j["api_key"]["fingerprint"], fingerprint(PROFILE), "{j:#}");
     let source = j["api_key"]["source"].as_str().unwrap();
-    assert_eq!(source, format!("{} config_machine_state row authProfiles.store profile qwen:manual", db.display()));
+    assert_eq!(
+        source,
+        format!("{} config_machine_state row authProfiles.store profile qwen:manual", db.display())
+    );
     assert_eq!(j["api_key"]["shadowed"][0]["fingerprint"], fingerprint(STALE));
     assert!(finding(&j, "openclaw-profile-wins").is_some(), "{j:#}");
 
@@ -142,9 +177,17 @@ fn a_stored_profile_wins_run_warns_strict_refuses_and_import_moves_it() {
     let out = env.client(&["run", "--", "openclaw", "agent"]).current_dir(&proj).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("keychain-shadowed") && stderr.contains("openclaw models auth logout qwen:manual --yes"), "{stderr}");
+    assert!(
+        stderr.contains("keychain-shadowed")
+            && stderr.contains("openclaw models auth logout qwen:manual --yes"),
+        "{stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("QWEN_API_KEY=<unset>\n"));
-    let out = env.client(&["run", "--strict", "--", "openclaw", "agent"]).current_dir(&proj).output().unwrap();
+    let out = env
+        .client(&["run", "--strict", "--", "openclaw", "agent"])
+        .current_dir(&proj)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(out.stdout.is_empty(), "the child ran under --strict");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--strict"), "{}", describe(&out));
@@ -152,15 +195,24 @@ fn a_stored_profile_wins_run_warns_strict_refuses_and_import_moves_it() {
 
     // key import stores the profile's key, says how to remove the profile, and leaves the
     // database alone; --scrub cannot remove it either, and says so by its exit status.
-    let out = env.client(&["key", "import", "--scrub", "--json"]).current_dir(&proj).output().unwrap();
+    let out =
+        env.client(&["key", "import", "--scrub", "--json"]).current_dir(&proj).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains(PROFILE), "a secret was printed");
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let item = j["imported"].as_array().unwrap().iter().find(|i| i["name"] == "QWEN_API_KEY").unwrap_or_else(|| panic!("{j:#}"));
+    let item = j["imported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "QWEN_API_KEY")
+        .unwrap_or_else(|| panic!("{j:#}"));
     assert_eq!(item["fingerprint"], fingerprint(PROFILE));
     assert_eq!(item["stored"], true);
     assert_eq!(item["scrubbed"], false);
-    assert!(item["note"].as_str().unwrap().contains("openclaw models auth logout qwen:manual --yes"), "{item:#}");
+    assert!(
+        item["note"].as_str().unwrap().contains("openclaw models auth logout qwen:manual --yes"),
+        "{item:#}"
+    );
     assert!(env.ok(&["key", "ls"]).contains(&fingerprint(PROFILE)));
     let out = env.client(&["key", "import", "--json"]).current_dir(&proj).output().unwrap();
     assert!(out.status.success(), "already imported: {}", describe(&out));
@@ -172,15 +224,37 @@ fn a_stored_profile_wins_run_warns_strict_refuses_and_import_moves_it() {
 #[test]
 fn includes_are_followed_and_an_escaping_one_is_refused_as_openclaw_does() {
     let (env, proj) = project();
-    write(&env.home.join(".openclaw/providers.json5"), "{ qwen: { baseUrl: 'http://127.0.0.1:7/v1' } }");
-    config(&env, r#"{"models": {"providers": {"$include": "./providers.json5"}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
-    let j = json(&env, &proj, &["explain", "--as-is", "--json", "--", "openclaw"], &[("QWEN_API_KEY", STALE)]);
+    write(
+        &env.home.join(".openclaw/providers.json5"),
+        "{ qwen: { baseUrl: 'http://127.0.0.1:7/v1' } }",
+    );
+    config(
+        &env,
+        r#"{"models": {"providers": {"$include": "./providers.json5"}}, "agents": {"defaults": {"model": "qwen/q"}}}"#,
+    );
+    let j = json(
+        &env,
+        &proj,
+        &["explain", "--as-is", "--json", "--", "openclaw"],
+        &[("QWEN_API_KEY", STALE)],
+    );
     assert_eq!(j["base_url"]["value"], "http://127.0.0.1:7/v1", "{j:#}");
     assert!(j["base_url"]["source"].as_str().unwrap().contains("providers.json5"), "{j:#}");
     write(&env.home.join("elsewhere.json"), "{}");
     config(&env, r#"{"$include": "../elsewhere.json"}"#);
-    let j = json(&env, &proj, &["explain", "--as-is", "--json", "--", "openclaw"], &[("QWEN_API_KEY", STALE)]);
+    let j = json(
+        &env,
+        &proj,
+        &["explain", "--as-is", "--json", "--", "openclaw"],
+        &[("QWEN_API_KEY", STALE)],
+    );
     let f = finding(&j, "openclaw-config-invalid").unwrap_or_else(|| panic!("{j:#}"));
-    assert!(f["message"].as_str().unwrap().contains("Include path escapes config directory: ../elsewhere.json"), "{f:#}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("Include path escapes config directory: ../elsewhere.json"),
+        "{f:#}"
+    );
     assert!(j["api_key"]["value"].is_null());
 }

@@ -62,7 +62,11 @@ pub fn build(
                     Some(format!("{}:{}", f.label, e.line)),
                 ));
             } else {
-                env.push(&e.key, e.value.clone(), Origin::File { file: f.label.clone(), line: e.line });
+                env.push(
+                    &e.key,
+                    e.value.clone(),
+                    Origin::File { file: f.label.clone(), line: e.line },
+                );
             }
         }
     }

@@ -65,7 +65,8 @@ pub fn deep_merge(base: Node, over: Node) -> Node {
                         let old = std::mem::replace(&mut a[i].1, Node::new(Value::Null));
                         a[i].1 = if matches!(
                             (&old.value, &v.value),
-                            (Value::Object(_), Value::Object(_)) | (Value::Array(_), Value::Array(_))
+                            (Value::Object(_), Value::Object(_))
+                                | (Value::Array(_), Value::Array(_))
                         ) {
                             deep_merge(old, v)
                         } else {
@@ -89,7 +90,13 @@ struct Proc<'a> {
 }
 
 impl Proc<'_> {
-    fn process(&mut self, n: Node, base: &Path, depth: usize, seen: &[PathBuf]) -> Result<Node, IncludeError> {
+    fn process(
+        &mut self,
+        n: Node,
+        base: &Path,
+        depth: usize,
+        seen: &[PathBuf],
+    ) -> Result<Node, IncludeError> {
         match n.value {
             Value::Array(items) => {
                 let items = items
@@ -112,10 +119,13 @@ impl Proc<'_> {
                 let included = match &spec.value {
                     Value::String(s) => self.load(s, &spec, base, depth, seen)?,
                     Value::Array(list) => {
-                        let mut acc = Node { value: Value::Object(Vec::new()), loc: spec.loc.clone() };
+                        let mut acc =
+                            Node { value: Value::Object(Vec::new()), loc: spec.loc.clone() };
                         for item in list {
                             let Some(s) = item.as_str() else {
-                                return Err(err("Invalid $include array item: expected string".into()));
+                                return Err(err(
+                                    "Invalid $include array item: expected string".into()
+                                ));
                             };
                             acc = deep_merge(acc, self.load(s, item, base, depth, seen)?);
                         }
@@ -131,7 +141,9 @@ impl Proc<'_> {
                     return Ok(included);
                 }
                 if !matches!(included.value, Value::Object(_)) {
-                    return Err(err("Sibling keys require included content to be an object".into()));
+                    return Err(
+                        err("Sibling keys require included content to be an object".into()),
+                    );
                 }
                 let mut rest = Vec::with_capacity(members.len());
                 for (k, v) in members {
@@ -156,7 +168,11 @@ impl Proc<'_> {
             return Err(err("Include path must not contain null bytes".into()));
         }
         let dir = base.parent().unwrap_or(Path::new("/"));
-        let p = normalize(&if Path::new(inc).is_absolute() { PathBuf::from(inc) } else { dir.join(inc) });
+        let p = normalize(&if Path::new(inc).is_absolute() {
+            PathBuf::from(inc)
+        } else {
+            dir.join(inc)
+        });
         let root = &self.roots[0].0;
         if !self.roots.iter().any(|(lex, _)| p.starts_with(lex)) {
             return Err(err(format!(
@@ -256,7 +272,13 @@ mod tests {
         let q = n.path(&["models", "providers", "qwen"]).unwrap();
         assert_eq!(q.get("baseUrl").and_then(Node::as_str), Some("http://b"));
         assert_eq!(q.get("api").and_then(Node::as_str), Some("x"));
-        let ids: Vec<_> = q.get("models").and_then(Node::as_array).unwrap().iter().map(|m| m.get("id").and_then(Node::as_str).unwrap()).collect();
+        let ids: Vec<_> = q
+            .get("models")
+            .and_then(Node::as_array)
+            .unwrap()
+            .iter()
+            .map(|m| m.get("id").and_then(Node::as_str).unwrap())
+            .collect();
         assert_eq!(ids, ["a", "b"]);
         // The included value keeps its own location.
         assert!(q.get("api").unwrap().loc.file.contains("m.json"));
@@ -285,7 +307,8 @@ mod tests {
         assert!(e.loc.to_string().starts_with("/s/openclaw.json:1:"), "{}", e.loc);
         let e = run(r#"{"$include": "/etc/passwd"}"#, &[]).unwrap_err();
         assert!(e.message.starts_with("Include path escapes"), "{}", e.message);
-        let e = run(r#"{"$include": "a.json"}"#, &[("/s/a.json", r#"{"$include": "a.json"}"#)]).unwrap_err();
+        let e = run(r#"{"$include": "a.json"}"#, &[("/s/a.json", r#"{"$include": "a.json"}"#)])
+            .unwrap_err();
         assert!(e.message.starts_with("Circular include"), "{}", e.message);
         let e = run(r#"{"$include": "gone.json"}"#, &[]).unwrap_err();
         assert!(e.message.starts_with("Failed to read include file: gone.json"), "{}", e.message);

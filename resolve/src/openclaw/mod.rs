@@ -124,7 +124,9 @@ pub fn profile_order<'a>(
         if cfg_profiles.is_empty() { store_ids.clone() } else { cfg_profiles.clone() }
     });
     let eligible = |id: &String| {
-        store.get(id).filter(|p| p.provider == provider && p.kind != "oauth")
+        store
+            .get(id)
+            .filter(|p| p.provider == provider && p.kind != "oauth")
             .filter(|p| p.secret.is_some() || p.secret_ref.is_some())
     };
     let mut out: Vec<&Profile> = base.iter().filter_map(eligible).collect();
@@ -257,20 +259,28 @@ pub fn resolve(
     // Base URL.
     let base_cfg = model::configured_base(cfg, &spec).map(|(s, n)| (env::subst(s, &env), n));
     let (base, base_source, base_loc) = match &base_cfg {
-        Some((b, n)) => (b.clone(), format!("{} models.providers.{pname}.baseUrl", n.loc), Some(n.loc.to_string())),
+        Some((b, n)) => (
+            b.clone(),
+            format!("{} models.providers.{pname}.baseUrl", n.loc),
+            Some(n.loc.to_string()),
+        ),
         None => match spec.default_base {
             Some(d) => (d.to_string(), format!("default (provider {pname})"), None),
             None => (String::new(), String::new(), None),
         },
     };
     let base_is_default = base_cfg.is_none();
-    let base_cands: Vec<Cand> =
-        (!base.is_empty()).then(|| Cand::new(base.clone(), base_source.clone(), true, Show::Text)).into_iter().collect();
+    let base_cands: Vec<Cand> = (!base.is_empty())
+        .then(|| Cand::new(base.clone(), base_source.clone(), true, Show::Text))
+        .into_iter()
+        .collect();
     let (_, base_field) = field(&base_cands, shower, None);
     let api_node = provider.and_then(|p| p.get("api"));
     let api = api_node.and_then(Node::as_str).unwrap_or("openai-completions");
-    let api_source = api_node
-        .map_or_else(|| format!("default (provider {pname})"), |n| format!("{} models.providers.{pname}.api", n.loc));
+    let api_source = api_node.map_or_else(
+        || format!("default (provider {pname})"),
+        |n| format!("{} models.providers.{pname}.api", n.loc),
+    );
     let (_, auth_field) = field(&[Cand::new(api, api_source, true, Show::Text)], shower, None);
 
     if let Some(why) = model::unknown_model(&spec, &mref, provider, &base) {
@@ -279,7 +289,10 @@ pub fn resolve(
             .and_then(|m| m.get(&format!("{pname}/{}", mref.id)))
             .is_some();
         let found = if listed {
-            format!(" (Found agents.defaults.models[\"{pname}/{}\"], but no matching models.providers[\"{pname}\"].models[] entry)", mref.id)
+            format!(
+                " (Found agents.defaults.models[\"{pname}/{}\"], but no matching models.providers[\"{pname}\"].models[] entry)",
+                mref.id
+            )
         } else {
             String::new()
         };
@@ -308,7 +321,8 @@ pub fn resolve(
     // API key, in OpenClaw's order.
     let cfg_key = provider.and_then(|p| p.get("apiKey"));
     let cfg_key_loc = cfg_key.map(|n| n.loc.to_string());
-    let auth_api_key = provider.and_then(|p| p.get("auth")).and_then(Node::as_str) == Some("api-key");
+    let auth_api_key =
+        provider.and_then(|p| p.get("auth")).and_then(Node::as_str) == Some("api-key");
     let mut cands: Vec<KeyCand> = Vec::new();
     let cfg_src = |n: &Node| format!("{} models.providers.{pname}.apiKey", n.loc);
     let profile_ref = cfg_key.and_then(Node::as_str).and_then(|s| store.get(s));
@@ -316,7 +330,9 @@ pub fn resolve(
     let profile_secret = |p: &Profile| -> Option<(String, Option<String>)> {
         match (&p.secret, &p.secret_ref) {
             (Some(s), _) => Some((s.clone(), None)),
-            (None, Some((source, id))) if source == "env" => env.nonempty(id).map(|v| (v.to_string(), Some(id.clone()))),
+            (None, Some((source, id))) if source == "env" => {
+                env.nonempty(id).map(|v| (v.to_string(), Some(id.clone())))
+            }
             _ => None,
         }
     };
@@ -364,8 +380,17 @@ pub fn resolve(
             Some(n.loc.to_string()),
         ));
     }
-    if auth_api_key && let Some(n) = cfg_key && let Some((v, var)) = cfg_value(n) {
-        cands.push(KeyCand { value: v, source: cfg_src(n), var, winner: Winner::ConfigPinned, ok: true });
+    if auth_api_key
+        && let Some(n) = cfg_key
+        && let Some((v, var)) = cfg_value(n)
+    {
+        cands.push(KeyCand {
+            value: v,
+            source: cfg_src(n),
+            var,
+            winner: Winner::ConfigPinned,
+            ok: true,
+        });
     }
     for p in profile_order(&store, cfg, pname) {
         if let Some((v, var)) = profile_secret(p) {
@@ -392,17 +417,33 @@ pub fn resolve(
             }
         }
     }
-    if !auth_api_key && let Some(n) = cfg_key && let Some((v, var)) = cfg_value(n) {
-        cands.push(KeyCand { value: v, source: cfg_src(n), var, winner: Winner::ConfigLiteral, ok: true });
+    if !auth_api_key
+        && let Some(n) = cfg_key
+        && let Some((v, var)) = cfg_value(n)
+    {
+        cands.push(KeyCand {
+            value: v,
+            source: cfg_src(n),
+            var,
+            winner: Winner::ConfigLiteral,
+            ok: true,
+        });
     }
     let view: Vec<Cand> = {
         let first = cands.iter().position(|c| c.ok);
-        cands.iter().enumerate().map(|(i, c)| Cand::new(c.value.clone(), c.source.clone(), Some(i) == first, Show::Secret)).collect()
+        cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Cand::new(c.value.clone(), c.source.clone(), Some(i) == first, Show::Secret)
+            })
+            .collect()
     };
     let win = cands.iter().position(|c| c.ok);
     let (_, key_field) = field(&view, shower, win.and_then(|w| cands[w].var.clone()));
     let mut key = None;
-    let mut key_var = spec.vars.iter().find(|v| env.nonempty(v).is_some()).map(|v| (*v).to_string());
+    let mut key_var =
+        spec.vars.iter().find(|v| env.nonempty(v).is_some()).map(|v| (*v).to_string());
     let mut winner = None;
     if let Some(w) = win {
         let c = &cands[w];
@@ -411,7 +452,9 @@ pub fn resolve(
             key_var.clone_from(&c.var);
         }
         winner = Some(c.winner.clone());
-        if c.value.starts_with("profile:") && matches!(c.winner, Winner::ConfigLiteral | Winner::ConfigPinned) {
+        if c.value.starts_with("profile:")
+            && matches!(c.winner, Winner::ConfigLiteral | Winner::ConfigPinned)
+        {
             findings.push(finding(
                 "openclaw-profile-prefix",
                 Severity::Error,
@@ -433,7 +476,11 @@ pub fn resolve(
             ));
         }
     } else if config_ok && !base.is_empty() {
-        let vars = if spec.vars.is_empty() { "no env variable (it is a legacy custom provider)".to_string() } else { format!("none of {} is set", spec.vars.join(", ")) };
+        let vars = if spec.vars.is_empty() {
+            "no env variable (it is a legacy custom provider)".to_string()
+        } else {
+            format!("none of {} is set", spec.vars.join(", "))
+        };
         findings.push(finding(
             "key-missing",
             Severity::Error,
@@ -453,12 +500,16 @@ pub fn resolve(
             let (what, fix, loc) = match w {
                 Winner::Profile { id, place } => (
                     format!("the stored profile {id} ({place})"),
-                    format!("remove the profile (after `qwen-env key import` if you want its key): openclaw models auth logout {id} --yes"),
+                    format!(
+                        "remove the profile (after `qwen-env key import` if you want its key): openclaw models auth logout {id} --yes"
+                    ),
                     Some(place.clone()),
                 ),
                 Winner::ConfigPinned => (
                     format!("the apiKey in {label} (auth: \"api-key\" pins it)"),
-                    format!("remove models.providers.{pname}.apiKey (or its auth: \"api-key\") from {label}"),
+                    format!(
+                        "remove models.providers.{pname}.apiKey (or its auth: \"api-key\") from {label}"
+                    ),
                     cfg_key_loc.clone(),
                 ),
                 Winner::Env(v) => (
@@ -466,7 +517,11 @@ pub fn resolve(
                     format!("qwen-env key set {v} (or unset {v})"),
                     Some(v.clone()),
                 ),
-                Winner::ConfigLiteral => (format!("the apiKey in {label}"), format!("remove models.providers.{pname}.apiKey from {label}"), cfg_key_loc.clone()),
+                Winner::ConfigLiteral => (
+                    format!("the apiKey in {label}"),
+                    format!("remove models.providers.{pname}.apiKey from {label}"),
+                    cfg_key_loc.clone(),
+                ),
             };
             findings.push(finding(
                 "keychain-shadowed",
@@ -481,7 +536,9 @@ pub fn resolve(
     if spec.id == "qwen" {
         default_endpoint_rule(catalog, plain_key, base_is_default, &label, &mut findings);
     }
-    if !(spec.id == "qwen" && base_is_default && plain_key.is_some_and(|k| wrong_for_default(catalog, k)))
+    if !(spec.id == "qwen"
+        && base_is_default
+        && plain_key.is_some_and(|k| wrong_for_default(catalog, k)))
         && let Some(k) = plain_key
     {
         rules::key_endpoint_rules(
@@ -525,7 +582,9 @@ fn default_endpoint_rule(
     label: &str,
     findings: &mut Vec<Finding>,
 ) {
-    let Some(df) = catalog.endpoint_family(DEFAULT_BASE).filter(|f| f.class.is_some()) else { return };
+    let Some(df) = catalog.endpoint_family(DEFAULT_BASE).filter(|f| f.class.is_some()) else {
+        return;
+    };
     let Some(k) = key.filter(|k| base_is_default && wrong_for_default(catalog, k)) else { return };
     let key_fams = catalog.key_families(k);
     let targets = rules::endpoint_list(key_fams.iter().copied())
@@ -554,9 +613,16 @@ fn foreign(
     let listed = model::model_rows(node).is_some_and(|r| r.contains(&m.id.as_str()));
     let qwen_like = matches!(p.as_str(), "dashscope" | "modelstudio" | "qwencloud");
     let bare = !m.raw.contains('/');
-    let fix = format!("write the model as qwen/{} (the qwen provider, which reads QWEN_API_KEY, MODELSTUDIO_API_KEY, DASHSCOPE_API_KEY and models.providers.qwen)", m.id);
+    let fix = format!(
+        "write the model as qwen/{} (the qwen provider, which reads QWEN_API_KEY, MODELSTUDIO_API_KEY, DASHSCOPE_API_KEY and models.providers.qwen)",
+        m.id
+    );
     if (qwen_like || (bare && m.id.to_ascii_lowercase().starts_with("qwen"))) && !listed {
-        let why = if bare { format!(" (a model without a provider prefix is openai/{})", m.id) } else { String::new() };
+        let why = if bare {
+            format!(" (a model without a provider prefix is openai/{})", m.id)
+        } else {
+            String::new()
+        };
         findings.push(finding(
             "openclaw-unknown-model",
             Severity::Error,
@@ -580,7 +646,10 @@ fn foreign(
             findings.push(finding(
                 "openclaw-provider-not-modelled",
                 Severity::Warning,
-                format!("the model ref {} uses provider {p}, whose key qwen-env does not resolve", m.raw),
+                format!(
+                    "the model ref {} uses provider {p}, whose key qwen-env does not resolve",
+                    m.raw
+                ),
                 fix,
                 loc,
             ));

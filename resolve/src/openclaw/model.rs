@@ -227,7 +227,9 @@ pub fn unknown_model(spec: &Spec, m: &ModelRef, p: Option<&Node>, base: &str) ->
             spec.id, spec.id, m.id
         ));
     }
-    if super::env::unresolved(base).is_some() || !(base.starts_with("http://") || base.starts_with("https://")) {
+    if super::env::unresolved(base).is_some()
+        || !(base.starts_with("http://") || base.starts_with("https://"))
+    {
         return Some(format!("the baseUrl \"{base}\" is not an http(s) URL"));
     }
     match rows {
@@ -268,7 +270,8 @@ mod tests {
         assert_eq!(split("qwen/qwen3.5-plus"), ("qwen".into(), "qwen3.5-plus".into()));
         assert_eq!(split("Qwen-Token-Plan/glm-5"), ("qwen-token-plan".into(), "glm-5".into()));
         assert_eq!(split("qwen3.5-plus"), ("openai".into(), "qwen3.5-plus".into()));
-        let a = v(&["openclaw", "agent", "--local", "--model", "qwen-token-plan/x", "--message", "hi"]);
+        let a =
+            v(&["openclaw", "agent", "--local", "--model", "qwen-token-plan/x", "--message", "hi"]);
         assert_eq!(flag_model(&a).as_deref(), Some("qwen-token-plan/x"));
         let a = v(&["openclaw", "infer", "model", "run", "--model=dashscope/y"]);
         assert_eq!(flag_model(&a).as_deref(), Some("dashscope/y"));
@@ -281,7 +284,12 @@ mod tests {
 
     #[test]
     fn unknown_model_is_predicted_where_openclaw_fails_offline() {
-        let m = |id: &str| ModelRef { provider: "qwen".into(), id: id.into(), raw: format!("qwen/{id}"), source: RefSource::Default };
+        let m = |id: &str| ModelRef {
+            provider: "qwen".into(),
+            id: id.into(),
+            raw: format!("qwen/{id}"),
+            source: RefSource::Default,
+        };
         let node = |t: &str| crate::cache::parse_openclaw(t, &std::sync::Arc::from("c")).unwrap();
         let empty = node(r#"{"models": []}"#);
         let other = node(r#"{"models": [{"id": "other"}]}"#);
@@ -299,7 +307,13 @@ mod tests {
         assert!(unknown_model(&QWEN, &m("q"), Some(&empty), "http://127.0.0.1:9/v1").is_none());
         assert!(unknown_model(&QWEN, &m("q"), None, "${QWEN_BASE}/v1").is_some());
         assert!(unknown_model(&QWEN, &m("q"), None, "ftp://x/v1").is_some());
-        assert!(unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&other), "http://127.0.0.1:9").is_some());
-        assert!(unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&listed), "http://127.0.0.1:9").is_none());
+        assert!(
+            unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&other), "http://127.0.0.1:9")
+                .is_some()
+        );
+        assert!(
+            unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&listed), "http://127.0.0.1:9")
+                .is_none()
+        );
     }
 }

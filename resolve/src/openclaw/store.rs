@@ -86,10 +86,10 @@ struct Rows {
 }
 
 /// Whether `p` (if it exists) is a regular file under the cap; `Err` is the finding.
-fn check_file(p: &Path) -> Result<bool, Finding> {
+fn check_file(p: &Path) -> Result<bool, Box<Finding>> {
     let Ok(meta) = std::fs::metadata(p) else { return Ok(false) };
     if !meta.is_file() {
-        return Err(finding(
+        return Err(Box::new(finding(
             "file-not-regular",
             Severity::Warning,
             format!(
@@ -100,10 +100,10 @@ fn check_file(p: &Path) -> Result<bool, Finding> {
             ),
             format!("remove it (`rm {}`); OpenClaw recreates its database", p.display()),
             Some(p.display().to_string()),
-        ));
+        )));
     }
     if meta.len() > DB_CAP {
-        return Err(finding(
+        return Err(Box::new(finding(
             "file-too-large",
             Severity::Warning,
             format!(
@@ -115,12 +115,12 @@ fn check_file(p: &Path) -> Result<bool, Finding> {
             ),
             "check what wrote it; `openclaw doctor` can compact OpenClaw's state".into(),
             Some(p.display().to_string()),
-        ));
+        )));
     }
     Ok(true)
 }
 
-fn read_rows(db: &Path, shared: bool) -> Result<Option<Rows>, Finding> {
+fn read_rows(db: &Path, shared: bool) -> Result<Option<Rows>, Box<Finding>> {
     if !check_file(db)? {
         return Ok(None);
     }
@@ -130,7 +130,7 @@ fn read_rows(db: &Path, shared: bool) -> Result<Option<Rows>, Finding> {
         check_file(Path::new(&s))?;
     }
     let unreadable = |e: rusqlite::Error| {
-        finding(
+        Box::new(finding(
             "openclaw-store-unreadable",
             Severity::Warning,
             format!(
@@ -141,7 +141,7 @@ fn read_rows(db: &Path, shared: bool) -> Result<Option<Rows>, Finding> {
             "check it with: openclaw models auth list (and openclaw doctor --fix if it fails)"
                 .into(),
             Some(db.display().to_string()),
-        )
+        ))
     };
     let conn = Connection::open_with_flags(
         db,
@@ -150,14 +150,22 @@ fn read_rows(db: &Path, shared: bool) -> Result<Option<Rows>, Finding> {
     .map_err(unreadable)?;
     conn.busy_timeout(Duration::from_millis(500)).map_err(unreadable)?;
     let (table, key_col, val_col, store_key, state_key) = if shared {
-        ("config_machine_state", "state_key", "value_json", "authProfiles.store", "authProfiles.state")
+        (
+            "config_machine_state",
+            "state_key",
+            "value_json",
+            "authProfiles.store",
+            "authProfiles.state",
+        )
     } else {
         ("auth_profile_store", "store_key", "store_json", "primary", "primary")
     };
     let has = |t: &str| -> Result<bool, rusqlite::Error> {
-        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?1", [t], |r| {
-            r.get::<_, i64>(0)
-        })
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?1",
+            [t],
+            |r| r.get::<_, i64>(0),
+        )
         .map(|n| n > 0)
     };
     let cell = |t: &str, k: &str, v: &str, key: &str| -> Result<Option<String>, rusqlite::Error> {
@@ -220,7 +228,7 @@ fn coerce(id: &str, v: &J, db: &Path, row: &'static str) -> Option<Profile> {
     })
 }
 
-fn merge(out: &mut ProfileStore, rows: Rows, db: &Path, row: &'static str, f: &mut Vec<Finding>) {
+fn merge(out: &mut ProfileStore, rows: &Rows, db: &Path, row: &'static str, f: &mut Vec<Finding>) {
     let parse = |s: &str| serde_json::from_str::<J>(s).ok();
     if let Some(s) = rows.store.as_deref() {
         match parse(s).as_ref().and_then(|j| j.get("profiles")).and_then(J::as_object) {
@@ -278,10 +286,10 @@ pub fn load(shared_db: &Path, agent_db: &Path) -> (Option<ProfileStore>, Vec<Fin
         match read_rows(db, shared) {
             Ok(Some(rows)) => {
                 any = true;
-                merge(&mut out, rows, db, row, &mut findings);
+                merge(&mut out, &rows, db, row, &mut findings);
             }
             Ok(None) => {}
-            Err(f) => findings.push(f),
+            Err(f) => findings.push(*f),
         }
     }
     (any.then_some(out), findings)
@@ -323,7 +331,8 @@ pub fn hits(store: &ProfileStore) -> Vec<crate::secrets::Hit> {
         .iter()
         .filter_map(|p| {
             let secret = p.secret.as_ref()?;
-            let label: std::sync::Arc<str> = std::sync::Arc::from(format!("{} {}", p.db.display(), p.row).as_str());
+            let label: std::sync::Arc<str> =
+                std::sync::Arc::from(format!("{} {}", p.db.display(), p.row).as_str());
             Some(crate::secrets::Hit {
                 name: crate::secrets::provider_var(&p.provider),
                 value: qwen_env_proto::SecretValue::new(secret.clone()),
