@@ -1145,17 +1145,27 @@ fn openclaw_unknown_model_predictions() {
     let p = t.dir("p");
     let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
     // What `onboard --non-interactive` writes: an empty models list, Coding Plan default host.
-    let text = r#"{"models": {"mode": "merge", "providers": {"qwen": {"baseUrl": "https://coding-intl.dashscope.aliyuncs.com/v1", "api": "openai-completions", "models": []}}}, "agents": {"defaults": {"models": {"qwen/qwen3.5-plus": {}}, "model": {"primary": "qwen/qwen3.5-plus"}}}}"#;
-    t.write(".openclaw/openclaw.json", text);
+    // A model of the plugin's catalogue is still known there (real run: sent)…
+    let onboard = |id: &str| {
+        format!(
+            r#"{{"models": {{"mode": "merge", "providers": {{"qwen": {{"baseUrl": "https://coding-intl.dashscope.aliyuncs.com/v1", "api": "openai-completions", "models": []}}}}}}, "agents": {{"defaults": {{"models": {{"qwen/{id}": {{}}}}, "model": {{"primary": "qwen/{id}"}}}}}}}}"#
+        )
+    };
+    t.write(".openclaw/openclaw.json", &onboard("qwen3.5-plus"));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(!codes(&r).contains(&"openclaw-unknown-model"), "{:?}", r.findings);
+    // …one outside it is not (real run: "Unknown model: qwen/foo-model").
+    let text = onboard("foo-model");
+    t.write(".openclaw/openclaw.json", &text);
     let col = text.find("[]").unwrap() + 1;
     let (r, _) = go(&t, &c, &Run::default());
     let f = r.findings.iter().find(|f| f.code == "openclaw-unknown-model").expect("unknown");
     assert!(
-        f.message.contains("Found agents.defaults.models[\"qwen/qwen3.5-plus\"]"),
+        f.message.contains("Found agents.defaults.models[\"qwen/foo-model\"]"),
         "{}",
         f.message
     );
-    assert!(f.fix.contains(r#"{"id": "qwen3.5-plus", "name": "qwen3.5-plus"}"#), "{}", f.fix);
+    assert!(f.fix.contains(r#"{"id": "foo-model", "name": "foo-model"}"#), "{}", f.fix);
     assert!(
         f.location.as_deref().unwrap().ends_with(&format!("openclaw.json:1:{col}")),
         "{:?}",

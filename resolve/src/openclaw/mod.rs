@@ -14,11 +14,13 @@
 //!   `apiKey`, and the legacy `auth-profiles.json` that fails closed;
 //! - the key order: profile reference > `auth: "api-key"` config key > stored profiles > env
 //!   variables > config literal or SecretRef;
-//! - the offline "Unknown model" failures (standard DashScope host without a `models[]` row,
-//!   onboard's empty `models: []` on a native host, a base URL that is not http(s)).
+//! - the offline "Unknown model" failures: on a native host a model in neither `models[]` nor
+//!   the plugin's catalogue for that host (none for the standard hosts), a base URL that is not
+//!   http(s).
 //!
 //! Not modelled: profile pins (`--auth-profile`, session overrides), `credentialPrecedence:
-//! "env-first"`, cooldowns and OAuth refresh in the profile order, SecretRefs other than
+//! "env-first"`, cooldowns and OAuth refresh in the profile order, the model when none is
+//! configured (the qwen provider is assumed), SecretRefs other than
 //! `source: "env"`, agents other than `main`, per-agent `models.json` (its `baseUrl` is ignored
 //! at request time, so it does not change what is sent), the login-shell import, and providers
 //! outside the qwen plugin.

@@ -210,15 +210,73 @@ pub fn model_rows(p: Option<&Node>) -> Option<Vec<&str>> {
     Some(a.iter().filter_map(|m| m.get("id").and_then(Node::as_str)).collect())
 }
 
+/// The qwen plugin's model catalogue (`modelCatalog.providers.qwen`, 2026.9.4).
+pub const QWEN_CATALOG: &[&str] = &[
+    "qwen3.5-plus",
+    "qwen3.6-flash",
+    "qwen3.6-plus",
+    "qwen3.7-max",
+    "qwen3.7-plus",
+    "qwen3.8-max",
+    "qwen3.8-flash",
+    "qwen3-max-2026-01-23",
+    "qwen3-coder-next",
+    "qwen3-coder-plus",
+    "MiniMax-M2.5",
+    "glm-5",
+    "glm-4.7",
+    "kimi-k2.5",
+];
+/// Removed from the catalogue on the Coding Plan hosts (`QWEN_STANDARD_ONLY_MODEL_IDS`).
+pub const STANDARD_ONLY: &[&str] =
+    &["qwen3.6-flash", "qwen3.7-max", "qwen3.8-max", "qwen3.8-flash"];
+/// Token Plan's catalogue (`modelCatalog.providers["qwen-token-plan"]`).
+pub const TOKEN_PLAN_CATALOG: &[&str] = &[
+    "qwen3.7-plus",
+    "qwen3.8-max",
+    "qwen3.8-flash",
+    "qwen3.6-plus",
+    "qwen3-coder-next",
+    "kimi-k2.5",
+    "glm-5",
+    "MiniMax-M2.5",
+];
+
+/// Whether the host is a Coding Plan host.
+pub fn is_coding(url: &str) -> bool {
+    matches!(
+        host(url).as_deref(),
+        Some("coding-intl.dashscope.aliyuncs.com" | "coding.dashscope.aliyuncs.com")
+    )
+}
+
+/// Whether the host is a Token Plan host.
+pub fn is_token_plan(url: &str) -> bool {
+    host(url).is_some_and(|h| h.starts_with("token-plan.") && h.ends_with(".maas.aliyuncs.com"))
+}
+
+/// The built-in models OpenClaw knows for `spec` at `base` (none on the standard hosts: a real
+/// run of `qwen/qwen3.5-plus` on `dashscope-intl` with no `models[]` row fails).
+pub fn catalog(spec: &Spec, base: &str) -> Vec<&'static str> {
+    match spec.id {
+        "qwen" if is_coding(base) => {
+            QWEN_CATALOG.iter().copied().filter(|m| !STANDARD_ONLY.contains(m)).collect()
+        }
+        "qwen-token-plan" if is_token_plan(base) => TOKEN_PLAN_CATALOG.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// Why OpenClaw would stop with "Unknown model" before sending anything, if it would.
-/// `base` is the effective base URL (after `${VAR}` substitution).
+/// `base` is the effective base URL (after `${VAR}` substitution). Checked against real runs: on
+/// a native host the id must be in `models[]` or in the plugin's catalogue for that host (an
+/// empty `models: []` adds nothing and removes nothing); any other host accepts any id.
 pub fn unknown_model(spec: &Spec, m: &ModelRef, p: Option<&Node>, base: &str) -> Option<String> {
     if m.id.is_empty() {
         return None;
     }
     let rows = model_rows(p);
-    let listed = rows.as_ref().is_some_and(|r| r.iter().any(|id| *id == m.id));
-    if listed {
+    if rows.as_ref().is_some_and(|r| r.iter().any(|id| *id == m.id)) {
         return None;
     }
     if !spec.catalog {
@@ -232,19 +290,27 @@ pub fn unknown_model(spec: &Spec, m: &ModelRef, p: Option<&Node>, base: &str) ->
     {
         return Some(format!("the baseUrl \"{base}\" is not an http(s) URL"));
     }
-    match rows {
-        Some(r) if r.is_empty() && is_native(base) => Some(format!(
-            "models.providers[\"{}\"].models is an empty list (as `openclaw onboard` writes it), \
-             and on the native endpoint {base} OpenClaw then knows no model at all",
-            spec.id
-        )),
-        _ if is_native_standard(base) => Some(format!(
-            "on the standard DashScope endpoint {base} OpenClaw only accepts models listed in \
-             models.providers[\"{}\"].models[]",
-            spec.id
-        )),
-        _ => None,
+    if !is_native(base) || catalog(spec, base).contains(&m.id.as_str()) {
+        return None;
     }
+    let empty = if rows.is_some_and(|r| r.is_empty()) {
+        " (the empty models: [] that `openclaw onboard` writes adds none)"
+    } else {
+        ""
+    };
+    Some(if is_native_standard(base) {
+        format!(
+            "on the standard DashScope endpoint {base} OpenClaw only knows the models listed in \
+             models.providers[\"{}\"].models[]{empty}",
+            spec.id
+        )
+    } else {
+        format!(
+            "on {base} OpenClaw knows only its built-in catalogue for that endpoint and \
+             models.providers[\"{}\"].models[], and neither has \"{}\"{empty}",
+            spec.id, m.id
+        )
+    })
 }
 
 /// A `models[]` row to add, as JSON text for a fix.
@@ -298,10 +364,17 @@ mod tests {
         assert!(unknown_model(&QWEN, &m("q"), None, std_url).is_some());
         assert!(unknown_model(&QWEN, &m("q"), Some(&other), std_url).is_some());
         assert!(unknown_model(&QWEN, &m("q"), Some(&listed), std_url).is_none());
-        // The Coding Plan host accepts any id, unless onboard's empty list is there.
-        assert!(unknown_model(&QWEN, &m("q"), None, DEFAULT_BASE).is_none());
-        assert!(unknown_model(&QWEN, &m("q"), Some(&other), DEFAULT_BASE).is_none());
+        // The Coding Plan host knows its catalogue (less the standard-only ids), with or
+        // without onboard's empty list (real runs: qwen3.5-plus sent, foo-model refused).
+        assert!(unknown_model(&QWEN, &m("q"), None, DEFAULT_BASE).is_some());
         assert!(unknown_model(&QWEN, &m("q"), Some(&empty), DEFAULT_BASE).is_some());
+        assert!(unknown_model(&QWEN, &m("q"), Some(&listed), DEFAULT_BASE).is_none());
+        assert!(unknown_model(&QWEN, &m("qwen3.5-plus"), Some(&empty), DEFAULT_BASE).is_none());
+        assert!(unknown_model(&QWEN, &m("qwen3.7-max"), None, DEFAULT_BASE).is_some());
+        assert!(unknown_model(&QWEN, &m("qwen3.5-plus"), Some(&empty), std_url).is_some());
+        assert!(
+            unknown_model(&TOKEN_PLAN, &m("qwen3.7-plus"), Some(&empty), TOKEN_PLAN_BASE).is_none()
+        );
         assert!(unknown_model(&TOKEN_PLAN, &m("q"), Some(&empty), TOKEN_PLAN_BASE).is_some());
         // A loopback (non-native) base accepts any id, even with the empty list (real run).
         assert!(unknown_model(&QWEN, &m("q"), Some(&empty), "http://127.0.0.1:9/v1").is_none());
