@@ -1335,3 +1335,35 @@ fn a_fifo_at_the_openclaw_store_is_a_finding_not_a_hang() {
     );
     assert_eq!(r.api_key.variable.as_deref(), Some("QWEN_API_KEY"));
 }
+
+/// Real runs (OpenClaw 2026.9.6, a profile from `paste-api-key`): `auth: "api-key"` pins the
+/// config's literal over the profile and env; without it the profile beats both.
+#[test]
+fn openclaw_a_pinned_literal_beats_a_stored_profile() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let _db = oc_store(
+        &t,
+        &format!(
+            r#"{{"version":1,"profiles":{{{}}}}}"#,
+            oc_profile("qwen:manual", "qwen", DS_KEY2)
+        ),
+        None,
+    );
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", "sk-envenvenvenvenvenvenvenvenv12")]);
+    let lit = "sk-literalliteralliteralliteral1";
+    t.write(".openclaw/openclaw.json", &format!(r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "{lit}", "auth": "api-key"}}}}}}}}"#));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(lit)));
+    let (r, plan) = go(
+        &t,
+        &c,
+        &Run { as_is: false, keychain: kc(&[("QWEN_API_KEY", DS_KEY)]), ..Run::default() },
+    );
+    assert!(plan.inject_as.is_empty());
+    let f = r.findings.iter().find(|f| f.code == "keychain-shadowed").expect("warning");
+    assert!(f.message.contains("auth: \"api-key\""), "{}", f.message);
+    t.write(".openclaw/openclaw.json", &format!(r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "{lit}"}}}}}}}}"#));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(DS_KEY2)));
+}
