@@ -80,6 +80,14 @@ pub async fn import(keys: &Keys, req: &ImportRequest) -> Result<Vec<ImportItem>,
                 }
             }
         }
+        if item.stored
+            && let Some(cmd) = lit.removal_command()
+        {
+            item.note += &format!(
+                "; OpenClaw still prefers this stored profile to any variable run sets: remove it \
+                 with `{cmd}` (qwen-env never writes OpenClaw's database)"
+            );
+        }
         items.push(item);
     }
     if req.scrub {
@@ -116,7 +124,10 @@ fn find(caller: &CallerContext, paths: &[String]) -> Result<Vec<Literal>, String
 fn scrub_files(literals: &[Literal], items: &mut [ImportItem], failed: &HashSet<PathBuf>) {
     let mut by_file: BTreeMap<&Path, Vec<usize>> = BTreeMap::new();
     for (i, lit) in literals.iter().enumerate() {
-        by_file.entry(&lit.file).or_default().push(i);
+        // A stored OpenClaw profile is removed by OpenClaw's own command (noted above).
+        if lit.removal_command().is_none() {
+            by_file.entry(&lit.file).or_default().push(i);
+        }
     }
     for (file, idx) in by_file {
         if failed.contains(file) {

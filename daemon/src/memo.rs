@@ -186,6 +186,8 @@ fn same_files(a: &Sources, b: &Sources) -> bool {
         state_env,
         legacy_auth_profiles,
         sqlite_store,
+        merged,
+        profiles,
     } = openclaw;
     *host == b.host
         && *home == b.home
@@ -208,4 +210,8 @@ fn same_files(a: &Sources, b: &Sources) -> bool {
         && same(state_env.as_ref(), b.openclaw.state_env.as_ref())
         && same_all(legacy_auth_profiles, &b.openclaw.legacy_auth_profiles)
         && *sqlite_store == b.openclaw.sqlite_store
+        // Values, not shared `Arc`s: the config with its `$include`s merged in (the included
+        // files' contents are only here) and the profiles read from OpenClaw's databases.
+        && *merged == b.openclaw.merged
+        && *profiles == b.openclaw.profiles
 }

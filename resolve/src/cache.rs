@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::dotenv;
 use crate::fsread::{self, ReadError};
 use crate::jsonc::{self, Node};
+use crate::openclaw::include::{self, Loader};
+use crate::openclaw::store::{self, ProfileStore};
 use crate::sources::{
     EnvFile, Host, JsonFile, OpenClawSources, QwenSources, SettingsFile, Sources,
     default_system_settings_path, env_get, expand_path,
@@ -54,6 +56,9 @@ enum Parsed {
     Env(Arc<EnvFile>),
     Json(Arc<JsonFile>),
 }
+
+/// One cached read of OpenClaw's profile stores.
+type OcStore = (Vec<Option<(u64, u128, u64)>>, Option<ProfileStore>, Vec<Finding>);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -130,6 +135,8 @@ impl Lru {
 /// parsed with no lock held, so one slow or hostile file never holds up another caller.
 pub struct SourceCache {
     lru: Mutex<Lru>,
+    /// OpenClaw's profile stores by (shared, agent) database, with the stamps they were read at.
+    oc_stores: Mutex<HashMap<(PathBuf, PathBuf), OcStore>>,
     budget: u64,
     /// How many files were parsed (not just stat'ed) since creation.
     parses: AtomicU64,
@@ -215,6 +222,12 @@ pub fn parse_json5(text: &str, label: &Arc<str>) -> Result<Node, String> {
         .map_err(|e| json5_error(&e))
 }
 
+/// Parses an OpenClaw file: as JSONC first, so that plain JSON (what OpenClaw's own commands
+/// write) keeps line and column for findings, then as JSON5 with JSON5's error.
+pub fn parse_openclaw(text: &str, label: &Arc<str>) -> Result<Node, String> {
+    jsonc::parse(text, label).or_else(|_| parse_json5(text, label))
+}
+
 /// Parses a file that may be either tool's: JSONC as Qwen Code reads settings, and when that
 /// fails JSON5 as OpenClaw reads its files. On failure the JSONC error (`what at line L
 /// column C`), which never quotes the source.
@@ -269,7 +282,12 @@ fn not_read(path: &Path, kind: Kind, why: &ReadError) -> Option<Finding> {
 impl SourceCache {
     /// A cache that keeps at most about `budget` bytes of source files parsed.
     pub fn with_budget(budget: u64) -> Self {
-        Self { lru: Mutex::default(), budget, parses: AtomicU64::new(0) }
+        Self {
+            lru: Mutex::default(),
+            oc_stores: Mutex::default(),
+            budget,
+            parses: AtomicU64::new(0),
+        }
     }
 
     /// How many files were parsed (not just stat'ed) since creation; for tests and stats.
@@ -351,7 +369,7 @@ impl SourceCache {
             })),
             Kind::Json5 => Parsed::Json(Arc::new(JsonFile {
                 path: path.to_path_buf(),
-                parsed: parse_json5(&text, &lbl),
+                parsed: parse_openclaw(&text, &lbl),
                 label: lbl,
                 mode: st.mode,
             })),
@@ -547,13 +565,76 @@ impl Load<'_> {
             }
         }
         let sqlite = state_dir.join("state").join("openclaw.sqlite");
+        let agent_db = crate::openclaw::agent_db(&state_dir);
+        let config = self.json5(&config_path);
+        let merged = config.as_ref().and_then(|f| f.parsed.as_ref().ok()).map(|root| {
+            let roots: Vec<PathBuf> = env_get(env, "OPENCLAW_INCLUDE_ROOTS")
+                .map(|r| {
+                    std::env::split_paths(r)
+                        .map(|p| expand_path(&p.to_string_lossy(), home, cwd))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !include::uses_include(root) {
+                return Ok(root.clone());
+            }
+            let (out, files) = include::expand(root, &config_path, &roots, self);
+            watched.extend(files);
+            out
+        });
+        for db in [&sqlite, &agent_db] {
+            watched.extend([db.clone(), store::wal(db)]);
+        }
+        let (profiles, mut fs) = self.oc_store(&sqlite, &agent_db);
+        self.findings.append(&mut fs);
         OpenClawSources {
-            config: self.json5(&config_path),
+            config,
+            merged,
             cwd_env: self.env(&cwd_env_path),
             state_env: self.env(&state_env_path),
             legacy_auth_profiles: legacy,
             sqlite_store: sqlite.is_file().then_some(sqlite),
+            profiles,
             state_dir,
+        }
+    }
+
+    /// OpenClaw's profile stores, read again only when a database or its `-wal` changed.
+    fn oc_store(&mut self, shared: &Path, agent: &Path) -> (Option<ProfileStore>, Vec<Finding>) {
+        let paths =
+            [shared.to_path_buf(), store::wal(shared), agent.to_path_buf(), store::wal(agent)];
+        let st = store::stamp(&paths);
+        let key = (shared.to_path_buf(), agent.to_path_buf());
+        let cache = self.cache;
+        let lock = || cache.oc_stores.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((s, p, f)) = lock().get(&key)
+            && *s == st
+        {
+            return (p.clone(), f.clone());
+        }
+        if st.iter().all(Option::is_none) {
+            return (None, Vec::new());
+        }
+        self.cache.parses.fetch_add(1, Ordering::Relaxed);
+        let (p, f) = store::load(shared, agent);
+        let mut map = lock();
+        if map.len() > 64 {
+            map.clear();
+        }
+        map.insert(key, (st, p.clone(), f.clone()));
+        (p, f)
+    }
+}
+
+impl Loader for Load<'_> {
+    fn realpath(&mut self, p: &Path) -> Option<PathBuf> {
+        std::fs::canonicalize(p).ok()
+    }
+
+    fn load(&mut self, p: &Path) -> Result<Node, String> {
+        match self.json5(p) {
+            Some(f) => f.parsed.clone(),
+            None => Err("not a readable regular file".into()),
         }
     }
 }

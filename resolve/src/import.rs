@@ -36,6 +36,19 @@ pub enum Edit {
     EnvLine(u32),
     /// Cut the JSON member whose value is this exact string.
     JsonMember,
+    /// A profile in OpenClaw's SQLite store, which qwen-env never writes: the user removes it
+    /// with `openclaw models auth logout <id>` (the id).
+    OpenClawProfile(String),
+}
+
+impl Literal {
+    /// For a stored OpenClaw profile: the command that removes it.
+    pub fn removal_command(&self) -> Option<String> {
+        match &self.edit {
+            Edit::OpenClawProfile(id) => Some(format!("openclaw models auth logout {id} --yes")),
+            _ => None,
+        }
+    }
 }
 
 /// Literal keys in the sources of a resolution (Qwen Code and OpenClaw files), highest priority
@@ -73,9 +86,12 @@ pub fn scan_file(path: &Path) -> Result<Vec<Literal>, String> {
 impl From<Hit> for Literal {
     fn from(h: Hit) -> Literal {
         let location = h.location();
-        let edit = match h.place {
-            Place::Line(n) => Edit::EnvLine(n),
-            Place::Member { .. } => Edit::JsonMember,
+        let edit = match (&h.place, h.kind) {
+            (Place::Line(n), _) => Edit::EnvLine(*n),
+            (Place::Member { path, .. }, FileKind::OpenClawStore) => {
+                Edit::OpenClawProfile(path.strip_prefix("profile ").unwrap_or(path).to_owned())
+            }
+            (Place::Member { .. }, _) => Edit::JsonMember,
         };
         Literal { name: h.name, value: h.value, file: h.file, location, edit }
     }
@@ -90,6 +106,9 @@ pub fn scrub(text: &str, literals: &[&Literal]) -> Result<String, String> {
         match lit.edit {
             Edit::EnvLine(n) => lines.push(n),
             Edit::JsonMember => out = cut_member(&out, lit.value.expose_secret())?,
+            Edit::OpenClawProfile(_) => {
+                return Err("it is OpenClaw's database, which qwen-env never writes".into());
+            }
         }
     }
     if !lines.is_empty() {

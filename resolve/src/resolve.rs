@@ -265,27 +265,43 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
         Host::OpenClaw => {
             let mut out;
             let mut guard = 0;
+            let held: Vec<String> =
+                if p.as_is { Vec::new() } else { p.keychain.entries.keys().cloned().collect() };
             loop {
                 let inj: Vec<(String, String)> =
                     inject.iter().map(|n| (n.clone(), ph(n))).collect();
-                out = openclaw::resolve(src, &p.caller.env, &inj, &shower, p.catalog);
+                out = openclaw::resolve(
+                    src,
+                    &p.caller.argv,
+                    &p.caller.env,
+                    &inj,
+                    &held,
+                    &shower,
+                    p.catalog,
+                );
                 guard += 1;
                 if p.as_is || guard > 4 {
                     break;
                 }
-                let want =
-                    out.key_var.clone().filter(|v| p.keychain.entries.contains_key(v)).or_else(
-                        || {
-                            if out.key.is_none() || out.key_var.is_none() {
-                                openclaw::KEY_VARS
-                                    .iter()
-                                    .find(|v| p.keychain.entries.contains_key(**v))
-                                    .map(|v| (*v).to_string())
-                            } else {
-                                None
-                            }
-                        },
-                    );
+                // The provider's variable that wins (or would, once set) and the keychain
+                // holds; nothing when a stored profile or a pinned config key wins anyway.
+                let env_wins = matches!(out.winner, None | Some(openclaw::Winner::Env(_)))
+                    || matches!(out.winner, Some(openclaw::Winner::ConfigLiteral));
+                let want = if env_wins {
+                    out.key_var
+                        .clone()
+                        .filter(|v| {
+                            out.key_vars.contains(&v.as_str()) && p.keychain.entries.contains_key(v)
+                        })
+                        .or_else(|| {
+                            out.key_vars
+                                .iter()
+                                .find(|v| p.keychain.entries.contains_key(**v))
+                                .map(|v| (*v).to_string())
+                        })
+                } else {
+                    None
+                };
                 match want {
                     Some(v) if !inject.contains(&v) => inject.push(v),
                     _ => break,

@@ -647,6 +647,13 @@ pub fn plaintext(hits: &[Hit], out: &mut Vec<Finding>) {
                     "qwen-env key import (stores it as {name} in the keychain), then run openclaw doctor --fix and delete {label}"
                 ),
             ),
+            (Place::Member { path, .. }, FileKind::OpenClawStore) => (
+                format!("a literal key in {label} {path} (OpenClaw keeps profiles in plaintext)"),
+                format!(
+                    "qwen-env key import (stores it as {name} in the keychain), then remove the {path}: openclaw models auth logout {} --yes",
+                    path.strip_prefix("profile ").unwrap_or(path)
+                ),
+            ),
             (Place::Member { path, .. }, FileKind::OpenClawConfig | FileKind::DotEnv) => (
                 format!("a literal key in {label} {path}"),
                 format!(

@@ -57,6 +57,8 @@ pub enum FileKind {
     OpenClawConfig,
     /// A legacy OpenClaw `auth-profiles.json`.
     OpenClawProfiles,
+    /// OpenClaw's SQLite auth store (read-only: the `path` of the place is `profile <id>`).
+    OpenClawStore,
 }
 
 /// Where in its file a literal is.
@@ -135,11 +137,13 @@ pub fn qwen(src: &Sources) -> Vec<Hit> {
     out
 }
 
-/// Literal keys in OpenClaw's files: the `.env` files, `openclaw.json` and legacy auth profiles.
+/// Literal keys in OpenClaw's files: the stored auth profiles (first: they beat env keys), the
+/// `.env` files, `openclaw.json` and legacy auth profiles.
 pub fn openclaw(src: &Sources) -> Vec<Hit> {
     let oc = &src.openclaw;
     let mut out: Vec<Hit> =
-        oc.cwd_env.iter().chain(&oc.state_env).flat_map(|f| env_file(f)).collect();
+        oc.profiles.as_ref().map(crate::openclaw::store::hits).unwrap_or_default();
+    out.extend(oc.cwd_env.iter().chain(&oc.state_env).flat_map(|f| env_file(f)));
     for (kind, f) in oc
         .config
         .iter()

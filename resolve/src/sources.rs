@@ -96,8 +96,13 @@ pub struct OpenClawSources {
     pub state_env: Option<Arc<EnvFile>>,
     /// Legacy `agents/*/agent/auth-profiles.json` files.
     pub legacy_auth_profiles: Vec<Arc<JsonFile>>,
-    /// Whether the SQLite auth store exists (we do not read it).
+    /// Whether the shared SQLite auth store exists.
     pub sqlite_store: Option<PathBuf>,
+    /// `openclaw.json` with every `$include` merged in, or OpenClaw's reason to reject it
+    /// (`None` when there is no config or it does not parse).
+    pub merged: Option<Result<Node, crate::openclaw::include::IncludeError>>,
+    /// The stored auth profiles (shared and agent `main`), when a store exists.
+    pub profiles: Option<crate::openclaw::store::ProfileStore>,
 }
 
 /// Which host the caller's command is.

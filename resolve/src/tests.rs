@@ -1048,3 +1048,364 @@ fn run_injects_the_variable_the_key_is_read_from_and_nothing_that_loses() {
     let (_, plan) = run(&flag, &both);
     assert_eq!(injected(&plan), Vec::<String>::new());
 }
+
+/// OpenClaw's shared store as its `models auth paste-api-key` writes it (the real DDL), in WAL
+/// mode. The connection is returned open: OpenClaw keeps it open too.
+fn oc_store(t: &Tree, store: &str, state: Option<&str>) -> rusqlite::Connection {
+    let p = t.home.join(".openclaw/state/openclaw.sqlite");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let c = rusqlite::Connection::open(&p).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS config_machine_state (
+      state_key TEXT NOT NULL PRIMARY KEY,
+      value_json TEXT NOT NULL,
+      updated_at_ms INTEGER NOT NULL
+    ) STRICT",
+    )
+    .unwrap();
+    let put = |k: &str, v: &str| {
+        c.execute(
+            "INSERT INTO config_machine_state VALUES (?1, ?2, 1) ON CONFLICT(state_key) DO UPDATE SET value_json = ?2",
+            [k, v],
+        )
+        .unwrap();
+    };
+    put("auth.sharedStore", r#"{"location":"state-db"}"#);
+    put("authProfiles.store", store);
+    if let Some(s) = state {
+        put("authProfiles.state", s);
+    }
+    c
+}
+
+fn oc_profile(id: &str, provider: &str, key: &str) -> String {
+    format!(r#""{id}":{{"type":"api_key","provider":"{provider}","key":"{key}"}}"#)
+}
+
+const TP_KEY: &str = "sk-sp-planplanplanplan1234";
+
+#[test]
+fn openclaw_model_refs_choose_the_provider() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let env = [
+        ("QWEN_API_KEY", DS_KEY),
+        ("DASHSCOPE_API_KEY", DS_KEY2),
+        ("QWEN_TOKEN_PLAN_API_KEY", TP_KEY),
+    ];
+    let cfg = |primary: &str| {
+        format!(
+            r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "http://127.0.0.1:9/v1"}}}}}}, "agents": {{"defaults": {{"model": {{"primary": "{primary}"}}}}}}}}"#
+        )
+    };
+    // dashscope/… is not the qwen provider: OpenClaw's "Unknown model", at the member.
+    let text = cfg("dashscope/qwen3.5-plus");
+    let conf = t.write(".openclaw/openclaw.json", &text);
+    let col = text.find("\"dashscope/").unwrap() + 1;
+    let c = t.caller(&p, &["openclaw", "agent", "--local"], &env);
+    let (r, _) = go(&t, &c, &Run::default());
+    let f = r.findings.iter().find(|f| f.code == "openclaw-unknown-model").expect("unknown model");
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.starts_with("Unknown model: dashscope/qwen3.5-plus"), "{}", f.message);
+    assert_eq!(f.location, Some(format!("{}:1:{col}", conf.display())));
+    assert_eq!(r.api_key.value, None, "the qwen env keys are not borrowed");
+    // With a model row, the key is what is missing.
+    t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"dashscope": {"baseUrl": "http://127.0.0.1:9/v1", "models": [{"id": "q", "name": "q"}]}}}, "agents": {"defaults": {"model": "dashscope/q"}}}"#);
+    let (r, _) = go(&t, &c, &Run::default());
+    let f = r.findings.iter().find(|f| f.code == "key-missing").expect("no key");
+    assert!(f.message.starts_with("No API key found for provider \"dashscope\""), "{}", f.message);
+    // A bare id is openai/….
+    t.write(".openclaw/openclaw.json", &cfg("qwen3.5-plus"));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(r.findings.iter().any(|f| f.code == "openclaw-unknown-model"
+        && f.message.starts_with("Unknown model: openai/qwen3.5-plus")));
+    // qwen/… resolves through qwen; --model of `agent` beats the config and picks Token Plan.
+    t.write(".openclaw/openclaw.json", &cfg("qwen/qwen3.5-plus"));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.variable.as_deref(), Some("QWEN_API_KEY"));
+    assert_eq!(r.model.value.as_deref(), Some("qwen3.5-plus"));
+    let c2 = t.caller(&p, &["openclaw", "agent", "--model", "qwen-token-plan/qwen3.7-plus"], &env);
+    let (r, _) = go(&t, &c2, &Run::default());
+    assert_eq!(r.model.value.as_deref(), Some("qwen3.7-plus"));
+    assert_eq!(r.model.source.as_deref(), Some("--model"));
+    assert_eq!(r.api_key.variable.as_deref(), Some("QWEN_TOKEN_PLAN_API_KEY"));
+    assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(TP_KEY)));
+    assert_eq!(r.base_url.value.as_deref(), Some(crate::openclaw::TOKEN_PLAN_BASE));
+}
+
+#[test]
+fn openclaw_token_plan_reads_only_its_variable_and_run_injects_it() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    t.write(
+        ".openclaw/openclaw.json",
+        r#"{"agents": {"defaults": {"model": {"primary": "qwen-token-plan/qwen3.7-plus"}}}}"#,
+    );
+    let c = t.caller(&p, &["openclaw", "agent"], &[("QWEN_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    let f = r.findings.iter().find(|f| f.code == "key-missing").expect("no key");
+    assert!(
+        f.message.starts_with("No API key found for provider \"qwen-token-plan\""),
+        "{}",
+        f.message
+    );
+    assert_eq!(f.fix, "qwen-env key set QWEN_TOKEN_PLAN_API_KEY");
+    let keychain = kc(&[("QWEN_API_KEY", DS_KEY), ("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)]);
+    let (r, plan) = go(&t, &c, &Run { as_is: false, keychain, ..Run::default() });
+    assert_eq!(
+        plan.inject_as,
+        [("QWEN_TOKEN_PLAN_API_KEY".to_string(), "QWEN_TOKEN_PLAN_API_KEY".to_string())]
+    );
+    assert_eq!(r.api_key.source.as_deref(), Some("keychain QWEN_TOKEN_PLAN_API_KEY"));
+    // The legacy id has no env variable at all.
+    t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"bailian-token-plan": {"baseUrl": "http://127.0.0.1:9/v1", "models": [{"id": "m", "name": "m"}]}}}, "agents": {"defaults": {"model": "bailian-token-plan/m"}}}"#);
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)]);
+    let (r, plan) = go(
+        &t,
+        &c,
+        &Run {
+            as_is: false,
+            keychain: kc(&[("QWEN_TOKEN_PLAN_API_KEY", TP_KEY)]),
+            ..Run::default()
+        },
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == "key-missing" && f.message.contains("\"bailian-token-plan\"")),
+        "{:?}",
+        codes(&r)
+    );
+    assert!(plan.inject_as.is_empty());
+}
+
+#[test]
+fn openclaw_unknown_model_predictions() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
+    // What `onboard --non-interactive` writes: an empty models list, Coding Plan default host.
+    // A model of the plugin's catalogue is still known there (real run: sent)…
+    let onboard = |id: &str| {
+        format!(
+            r#"{{"models": {{"mode": "merge", "providers": {{"qwen": {{"baseUrl": "https://coding-intl.dashscope.aliyuncs.com/v1", "api": "openai-completions", "models": []}}}}}}, "agents": {{"defaults": {{"models": {{"qwen/{id}": {{}}}}, "model": {{"primary": "qwen/{id}"}}}}}}}}"#
+        )
+    };
+    t.write(".openclaw/openclaw.json", &onboard("qwen3.5-plus"));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(!codes(&r).contains(&"openclaw-unknown-model"), "{:?}", r.findings);
+    // …one outside it is not (real run: "Unknown model: qwen/foo-model").
+    let text = onboard("foo-model");
+    t.write(".openclaw/openclaw.json", &text);
+    let col = text.find("[]").unwrap() + 1;
+    let (r, _) = go(&t, &c, &Run::default());
+    let f = r.findings.iter().find(|f| f.code == "openclaw-unknown-model").expect("unknown");
+    assert!(
+        f.message.contains("Found agents.defaults.models[\"qwen/foo-model\"]"),
+        "{}",
+        f.message
+    );
+    assert!(f.fix.contains(r#"{"id": "foo-model", "name": "foo-model"}"#), "{}", f.fix);
+    assert!(
+        f.location.as_deref().unwrap().ends_with(&format!("openclaw.json:1:{col}")),
+        "{:?}",
+        f.location
+    );
+    // An unresolved ${VAR} in baseUrl.
+    t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "${MY_BASE}/v1"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(r.findings.iter().any(|f| f.code == "openclaw-unknown-model" && f.message.contains("not an http(s) URL")), "{:?}", r.findings);
+    // Defined, it is substituted and accepted.
+    let c2 =
+        t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY), ("MY_BASE", "http://127.0.0.1:9")]);
+    let (r, _) = go(&t, &c2, &Run::default());
+    assert!(!codes(&r).contains(&"openclaw-unknown-model"), "{:?}", r.findings);
+    assert_eq!(r.base_url.value.as_deref(), Some("http://127.0.0.1:9/v1"));
+}
+
+#[test]
+fn openclaw_profiles_beat_env_and_references_resolve() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "http://127.0.0.1:9/v1"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
+    // Kept open in WAL mode with nothing checkpointed, as OpenClaw does.
+    let db = oc_store(
+        &t,
+        &format!(
+            r#"{{"version":1,"profiles":{{{}}}}}"#,
+            oc_profile("qwen:manual", "qwen", DS_KEY2)
+        ),
+        None,
+    );
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(DS_KEY2)));
+    let src = r.api_key.source.clone().unwrap();
+    assert!(
+        src.ends_with(
+            "state/openclaw.sqlite config_machine_state row authProfiles.store profile qwen:manual"
+        ),
+        "{src}"
+    );
+    assert!(codes(&r).contains(&"openclaw-profile-wins"));
+    assert_eq!(r.api_key.shadowed.len(), 1, "the env key is listed as shadowed");
+    // Under run with the key in the keychain: nothing injected, and a warning names the profile.
+    let keychain = kc(&[("QWEN_API_KEY", DS_KEY)]);
+    let (r, plan) = go(&t, &c, &Run { as_is: false, keychain: keychain.clone(), ..Run::default() });
+    assert!(plan.inject_as.is_empty());
+    let f = r.findings.iter().find(|f| f.code == "keychain-shadowed").expect("warning");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message.contains("qwen:manual")
+            && f.fix.contains("openclaw models auth logout qwen:manual --yes"),
+        "{f:?}"
+    );
+    // An edit in the WAL (OpenClaw still holding the database) is seen by a cached reader.
+    let cache = SourceCache::default();
+    let before = cache.load(&c, &t.home).openclaw.profiles.unwrap();
+    assert_eq!(before.profiles.len(), 1);
+    db.execute(
+        "UPDATE config_machine_state SET value_json = ?1 WHERE state_key = 'authProfiles.store'",
+        [format!(
+            r#"{{"version":1,"profiles":{{{},{}}}}}"#,
+            oc_profile("qwen:manual", "qwen", DS_KEY2),
+            oc_profile("other:x", "openai", DS_KEY)
+        )],
+    )
+    .unwrap();
+    let after = cache.load(&c, &t.home).openclaw.profiles.unwrap();
+    assert_eq!(after.profiles.len(), 2);
+    // An apiKey equal to a profile id is a reference; to a profile of another provider, an error.
+    t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "other:x"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(codes(&r).contains(&"openclaw-profile-ref-invalid"), "{:?}", codes(&r));
+    assert_eq!(
+        r.api_key.fingerprint,
+        Some(mask::fingerprint(DS_KEY2)),
+        "the qwen profile still wins"
+    );
+    drop(db);
+}
+
+#[test]
+fn openclaw_profile_order_follows_auth_order_then_type_and_last_use() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let store = format!(
+        r#"{{"version":1,"profiles":{{{},{},"qwen:tok":{{"mode":"token","provider":"QWEN","token":"{DS_KEY}"}},"bad":{{"type":"weird","provider":"qwen","key":"x"}},"noprov":{{"type":"api_key","key":"y"}}}}}}"#,
+        oc_profile("qwen:a", "qwen", DS_KEY2),
+        oc_profile("qwen:b", "qwen", "sk-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+    );
+    let _db = oc_store(
+        &t,
+        &store,
+        Some(r#"{"usageStats":{"qwen:a":{"lastUsed":50},"qwen:b":{"lastUsed":10}}}"#),
+    );
+    let cache = SourceCache::default();
+    let c = t.caller(&p, &["openclaw"], &[]);
+    let s = cache.load(&c, &t.home).openclaw.profiles.unwrap();
+    assert_eq!(s.profiles.len(), 3, "unknown types and missing providers are dropped");
+    let ids = |cfg: Option<&crate::jsonc::Node>| -> Vec<String> {
+        crate::openclaw::profile_order(&s, cfg, "qwen").iter().map(|p| p.id.clone()).collect()
+    };
+    assert_eq!(ids(None), ["qwen:tok", "qwen:b", "qwen:a"]);
+    let cfg = crate::cache::parse_openclaw(
+        r#"{"auth": {"order": {"qwen": ["qwen:a", "qwen:b"]}}}"#,
+        &std::sync::Arc::from("c"),
+    )
+    .unwrap();
+    assert_eq!(ids(Some(&cfg)), ["qwen:a", "qwen:b"]);
+    let cfg = crate::cache::parse_openclaw(
+        r#"{"auth": {"profiles": {"qwen:a": {"provider": "qwen", "mode": "api_key"}}}}"#,
+        &std::sync::Arc::from("c"),
+    )
+    .unwrap();
+    assert_eq!(ids(Some(&cfg)), ["qwen:a"]);
+}
+
+#[test]
+fn openclaw_includes_are_followed_and_escapes_refused() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
+    t.write(".openclaw/providers.json5", "{ providers: { qwen: { baseUrl: 'http://127.0.0.1:7/v1', models: [{id: 'a', name: 'a'}] } } }");
+    t.write(".openclaw/openclaw.json", r#"{"models": {"$include": "./providers.json5", "providers": {"qwen": {"models": [{"id": "q", "name": "q"}]}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.base_url.value.as_deref(), Some("http://127.0.0.1:7/v1"));
+    assert!(
+        !codes(&r)
+            .iter()
+            .any(|c| c.starts_with("openclaw-include") || *c == "openclaw-config-invalid"),
+        "{:?}",
+        codes(&r)
+    );
+    let src = SourceCache::default().load(&c, &t.home);
+    assert!(src.watched.iter().any(|w| w.ends_with("providers.json5")));
+    t.write("outside.json", "{}");
+    let conf = t.write(".openclaw/openclaw.json", r#"{"$include": "../outside.json"}"#);
+    let (r, _) = go(&t, &c, &Run::default());
+    let f = r.findings.iter().find(|f| f.code == "openclaw-config-invalid").expect("refused");
+    assert!(
+        f.message.contains("Include path escapes config directory: ../outside.json"),
+        "{}",
+        f.message
+    );
+    assert_eq!(f.location.as_deref(), Some(format!("{}:1:14", conf.display()).as_str()));
+    assert_eq!(r.api_key.value, None, "OpenClaw does not run at all");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_at_the_openclaw_store_is_a_finding_not_a_hang() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let db = t.home.join(".openclaw/state/openclaw.sqlite");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let cs = std::ffi::CString::new(db.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string and mode.
+    assert_eq!(unsafe { libc::mkfifo(cs.as_ptr(), 0o600) }, 0);
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY)]);
+    let (r, _) = go(&t, &c, &Run::default());
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == "file-not-regular" && f.message.contains("openclaw.sqlite")),
+        "{:?}",
+        r.findings
+    );
+    assert_eq!(r.api_key.variable.as_deref(), Some("QWEN_API_KEY"));
+}
+
+/// Real runs (OpenClaw 2026.9.6, a profile from `paste-api-key`): `auth: "api-key"` pins the
+/// config's literal over the profile and env; without it the profile beats both.
+#[test]
+fn openclaw_a_pinned_literal_beats_a_stored_profile() {
+    let t = Tree::new();
+    let p = t.dir("p");
+    let _db = oc_store(
+        &t,
+        &format!(
+            r#"{{"version":1,"profiles":{{{}}}}}"#,
+            oc_profile("qwen:manual", "qwen", DS_KEY2)
+        ),
+        None,
+    );
+    let c = t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", "sk-envenvenvenvenvenvenvenvenv12")]);
+    let lit = "sk-literalliteralliteralliteral1";
+    t.write(".openclaw/openclaw.json", &format!(r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "{lit}", "auth": "api-key"}}}}}}}}"#));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(lit)));
+    let (r, plan) = go(
+        &t,
+        &c,
+        &Run { as_is: false, keychain: kc(&[("QWEN_API_KEY", DS_KEY)]), ..Run::default() },
+    );
+    assert!(plan.inject_as.is_empty());
+    let f = r.findings.iter().find(|f| f.code == "keychain-shadowed").expect("warning");
+    assert!(f.message.contains("auth: \"api-key\""), "{}", f.message);
+    t.write(".openclaw/openclaw.json", &format!(r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "{lit}"}}}}}}}}"#));
+    let (r, _) = go(&t, &c, &Run::default());
+    assert_eq!(r.api_key.fingerprint, Some(mask::fingerprint(DS_KEY2)));
+}

@@ -37,6 +37,12 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             "not started: the configuration has errors (above) and --strict is set",
         ));
     }
+    // The keychain's key would not be the one the tool sends: as serious as an error here.
+    if args.strict && plan.findings.iter().any(|f| f.code == "keychain-shadowed") {
+        return Err(CliError::failed(
+            "not started: the tool would not use the keychain's key (above) and --strict is set",
+        ));
+    }
     let code = crate::exec::exec(&args.command, plan)?;
     Err(CliError::silent(code))
 }
