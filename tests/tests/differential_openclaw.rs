@@ -20,7 +20,8 @@
 //!   code, and
 //! - against `qwen-env explain --as-is --json -- openclaw ARGS` run in the same cwd and environment
 //!   (the resolver's prediction): the same key, base URL and model, the host of the `CONNECT`, or
-//!   an error finding with the case's code.
+//!   an error finding with the case's code; when something is sent, no error finding that says
+//!   nothing is (`STOP_CODES`; other errors, such as a key sent to the wrong plan, may stand).
 //!
 //! Cases with a `keychain` entry also store that key (`qwen-env key set NAME`, value on stdin) and
 //! check that under `qwen-env run -- openclaw ARGS` the key that arrives is the keychain's, or,
@@ -77,6 +78,16 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const RUN_TIMEOUT: Duration = Duration::from_secs(150);
 /// The path OpenClaw appends to the base URL.
 const CHAT_PATH: &str = "/chat/completions";
+/// Error findings that say OpenClaw sends nothing. Other errors (a key sent to the wrong plan, a
+/// `profile:` literal, an endpoint the directory chose) are about a request that does go out.
+const STOP_CODES: [&str; 6] = [
+    "key-missing",
+    "openclaw-unknown-model",
+    "openclaw-legacy-auth-profiles",
+    "openclaw-config-invalid",
+    "openclaw-profile-ref-invalid",
+    "config-parse-error",
+];
 /// Provider ids of the qwen plugin, the prefixes of its model refs.
 const PROVIDERS: [&str; 6] =
     ["qwen", "qwencloud", "modelstudio", "dashscope", "qwen-token-plan", "bailian-token-plan"];
@@ -501,6 +512,11 @@ impl Prediction {
         self.findings.iter().filter(|(s, _)| s == "error").map(|(_, c)| c.as_str()).collect()
     }
 
+    /// The error findings that say nothing is sent.
+    fn stops(&self) -> Vec<&str> {
+        self.errors().into_iter().filter(|c| STOP_CODES.contains(c)).collect()
+    }
+
     fn codes(&self) -> String {
         let all: Vec<String> = self.findings.iter().map(|(s, c)| format!("{s}[{c}]")).collect();
         if all.is_empty() { "no findings".to_owned() } else { all.join(" ") }
@@ -848,7 +864,7 @@ fn compare(p: &Prediction, seen: &Seen, want: &Want<'_>, authority: &str, out: &
             if p.model.as_deref().map(bare_model) != Some(model) {
                 out.disagree("model", model, &p.model.clone().unwrap_or_else(null));
             }
-            let errors = p.errors();
+            let errors = p.stops();
             if !errors.is_empty() {
                 out.disagree(
                     "findings",
@@ -870,7 +886,7 @@ fn compare(p: &Prediction, seen: &Seen, want: &Want<'_>, authority: &str, out: &
                     &p.base_url.clone().unwrap_or_else(null),
                 );
             }
-            let errors = p.errors();
+            let errors = p.stops();
             if !errors.is_empty() {
                 out.disagree(
                     "findings",
