@@ -781,7 +781,7 @@ fn explain(
         Ok(p) => {
             out.log.push(format!(
                 "{}: {}",
-                if as_is { "explain:  " } else { "explain under run:" },
+                if as_is { "explain  " } else { "explain under run" },
                 p.summary
             ));
             Ok(Some(p))
