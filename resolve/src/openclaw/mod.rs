@@ -210,23 +210,28 @@ pub fn resolve(
     let cfg = config.as_ref();
     let env = env::build(oc, cfg, env0, inject, &mut findings);
 
-    // Legacy auth profiles abort the run.
-    for f in &oc.legacy_auth_profiles {
-        findings.push(finding(
-            "openclaw-legacy-auth-profiles",
-            Severity::Error,
-            format!("legacy {} is present: OpenClaw aborts the run (\"requires legacy credential migration\") before any key is tried", f.label),
-            "run: openclaw doctor --fix".into(),
-            Some(f.label.to_string()),
-        ));
-    }
-
     let mref = model::model_ref(argv, cfg);
     let ref_source = match &mref.source {
         RefSource::Flag => "--model".to_string(),
         RefSource::Config(loc) => format!("{loc} agents.defaults.model"),
         RefSource::Default => "default".to_string(),
     };
+    // A legacy auth-profile file with a credential for this provider aborts the run (one that
+    // does not parse, whatever it holds); a real run with only an `openai` profile in it went
+    // ahead with the env key.
+    for f in &oc.legacy_auth_profiles {
+        let providers = f.parsed.as_ref().ok().map(legacy_providers);
+        if providers.is_some_and(|p| !p.contains(&mref.provider)) {
+            continue;
+        }
+        findings.push(finding(
+            "openclaw-legacy-auth-profiles",
+            Severity::Error,
+            format!("legacy {} holds credentials for provider {}: OpenClaw aborts the run (\"requires legacy credential migration\") before any key is tried", f.label, mref.provider),
+            "run: openclaw doctor --fix".into(),
+            Some(f.label.to_string()),
+        ));
+    }
     let ref_loc = match &mref.source {
         RefSource::Config(loc) => Some(loc.to_string()),
         RefSource::Flag => Some("--model".into()),
@@ -285,7 +290,13 @@ pub fn resolve(
     );
     let (_, auth_field) = field(&[Cand::new(api, api_source, true, Show::Text)], shower, None);
 
-    if let Some(why) = model::unknown_model(&spec, &mref, provider, &base) {
+    let defaults = cfg.and_then(|c| c.path(&["agents", "defaults"]));
+    let configured = defaults.is_some_and(|d| {
+        d.path(&["model", "primary"]).or_else(|| d.get("model")).and_then(Node::as_str)
+            == Some(mref.raw.as_str())
+            || d.path(&["models"]).and_then(|m| m.get(&mref.raw)).is_some()
+    });
+    if let Some(why) = model::unknown_model(&spec, &mref, provider, &base, configured) {
         let listed = cfg
             .and_then(|c| c.path(&["agents", "defaults", "models"]))
             .and_then(|m| m.get(&format!("{pname}/{}", mref.id)))
@@ -619,7 +630,13 @@ fn foreign(
         "write the model as qwen/{} (the qwen provider, which reads QWEN_API_KEY, MODELSTUDIO_API_KEY, DASHSCOPE_API_KEY and models.providers.qwen)",
         m.id
     );
-    if (qwen_like || (bare && m.id.to_ascii_lowercase().starts_with("qwen"))) && !listed {
+    // Real runs: `dashscope/…` (as --model or as primary) stops at the model lookup ("Unknown
+    // model": OpenClaw knows no such provider); `modelstudio/…` is a provider it knows, so it
+    // stops at the auth lookup ("No API key found for provider \"modelstudio\"").
+    let known_provider = p == "modelstudio";
+    if ((qwen_like && !known_provider) || (bare && m.id.to_ascii_lowercase().starts_with("qwen")))
+        && !listed
+    {
         let why = if bare {
             format!(" (a model without a provider prefix is openai/{})", m.id)
         } else {
@@ -664,6 +681,24 @@ fn foreign(
             "name the keys it needs with run --with NAME".into(),
             loc,
         ));
+    }
+}
+
+/// The providers a legacy `auth-profiles.json` (`{"profiles": {id: {"provider": …}}}`) or
+/// `auth.json` (`{"<provider>": {"apiKey": …}}`) holds credentials for, lower-case.
+fn legacy_providers(n: &Node) -> Vec<String> {
+    let lower = |s: &str| s.trim().to_ascii_lowercase();
+    match n.get("profiles").and_then(Node::as_object) {
+        Some(profiles) => profiles
+            .iter()
+            .filter_map(|(_, p)| p.get("provider").and_then(Node::as_str).map(lower))
+            .collect(),
+        None => n
+            .as_object()
+            .map(|m| {
+                m.iter().filter(|(_, v)| v.as_object().is_some()).map(|(k, _)| lower(k)).collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -270,8 +270,17 @@ pub fn catalog(spec: &Spec, base: &str) -> Vec<&'static str> {
 /// Why OpenClaw would stop with "Unknown model" before sending anything, if it would.
 /// `base` is the effective base URL (after `${VAR}` substitution). Checked against real runs: on
 /// a native host the id must be in `models[]` or in the plugin's catalogue for that host (an
-/// empty `models: []` adds nothing and removes nothing); any other host accepts any id.
-pub fn unknown_model(spec: &Spec, m: &ModelRef, p: Option<&Node>, base: &str) -> Option<String> {
+/// empty `models: []` adds nothing and removes nothing); any other host accepts any id. A
+/// catalogue model given with `--model` counts only when `agents.defaults` names it too
+/// (`configured`): a real `infer model run --model qwen/qwen3.6-plus` on the Coding Plan host
+/// stops with "Unknown model", the same ref as `agents.defaults.model.primary` is sent.
+pub fn unknown_model(
+    spec: &Spec,
+    m: &ModelRef,
+    p: Option<&Node>,
+    base: &str,
+    configured: bool,
+) -> Option<String> {
     if m.id.is_empty() {
         return None;
     }
@@ -290,7 +299,8 @@ pub fn unknown_model(spec: &Spec, m: &ModelRef, p: Option<&Node>, base: &str) ->
     {
         return Some(format!("the baseUrl \"{base}\" is not an http(s) URL"));
     }
-    if !is_native(base) || catalog(spec, base).contains(&m.id.as_str()) {
+    let in_catalog = catalog(spec, base).contains(&m.id.as_str());
+    if !is_native(base) || (in_catalog && (configured || m.source != RefSource::Flag)) {
         return None;
     }
     let empty = if rows.is_some_and(|r| r.is_empty()) {
@@ -298,6 +308,13 @@ pub fn unknown_model(spec: &Spec, m: &ModelRef, p: Option<&Node>, base: &str) ->
     } else {
         ""
     };
+    if in_catalog {
+        return Some(format!(
+            "\"{}\" is in OpenClaw's catalogue for {base}, but a --model ref is known only when \
+             agents.defaults names it (model.primary or models[\"{}\"]) or models.providers[\"{}\"].models[] lists it",
+            m.id, m.raw, spec.id
+        ));
+    }
     Some(if is_native_standard(base) {
         format!(
             "on the standard DashScope endpoint {base} OpenClaw only knows the models listed in \
@@ -361,32 +378,45 @@ mod tests {
         let other = node(r#"{"models": [{"id": "other"}]}"#);
         let listed = node(r#"{"models": [{"id": "q"}]}"#);
         let std_url = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
-        assert!(unknown_model(&QWEN, &m("q"), None, std_url).is_some());
-        assert!(unknown_model(&QWEN, &m("q"), Some(&other), std_url).is_some());
-        assert!(unknown_model(&QWEN, &m("q"), Some(&listed), std_url).is_none());
+        assert!(unknown_model(&QWEN, &m("q"), None, std_url, false).is_some());
+        assert!(unknown_model(&QWEN, &m("q"), Some(&other), std_url, false).is_some());
+        assert!(unknown_model(&QWEN, &m("q"), Some(&listed), std_url, false).is_none());
         // The Coding Plan host knows its catalogue (less the standard-only ids), with or
         // without onboard's empty list (real runs: qwen3.5-plus sent, foo-model refused).
-        assert!(unknown_model(&QWEN, &m("q"), None, DEFAULT_BASE).is_some());
-        assert!(unknown_model(&QWEN, &m("q"), Some(&empty), DEFAULT_BASE).is_some());
-        assert!(unknown_model(&QWEN, &m("q"), Some(&listed), DEFAULT_BASE).is_none());
-        assert!(unknown_model(&QWEN, &m("qwen3.5-plus"), Some(&empty), DEFAULT_BASE).is_none());
-        assert!(unknown_model(&QWEN, &m("qwen3.7-max"), None, DEFAULT_BASE).is_some());
-        assert!(unknown_model(&QWEN, &m("qwen3.5-plus"), Some(&empty), std_url).is_some());
+        assert!(unknown_model(&QWEN, &m("q"), None, DEFAULT_BASE, false).is_some());
+        assert!(unknown_model(&QWEN, &m("q"), Some(&empty), DEFAULT_BASE, false).is_some());
+        assert!(unknown_model(&QWEN, &m("q"), Some(&listed), DEFAULT_BASE, false).is_none());
         assert!(
-            unknown_model(&TOKEN_PLAN, &m("qwen3.7-plus"), Some(&empty), TOKEN_PLAN_BASE).is_none()
+            unknown_model(&QWEN, &m("qwen3.5-plus"), Some(&empty), DEFAULT_BASE, false).is_none()
         );
-        assert!(unknown_model(&TOKEN_PLAN, &m("q"), Some(&empty), TOKEN_PLAN_BASE).is_some());
-        // A loopback (non-native) base accepts any id, even with the empty list (real run).
-        assert!(unknown_model(&QWEN, &m("q"), Some(&empty), "http://127.0.0.1:9/v1").is_none());
-        assert!(unknown_model(&QWEN, &m("q"), None, "${QWEN_BASE}/v1").is_some());
-        assert!(unknown_model(&QWEN, &m("q"), None, "ftp://x/v1").is_some());
+        assert!(unknown_model(&QWEN, &m("qwen3.7-max"), None, DEFAULT_BASE, false).is_some());
+        assert!(unknown_model(&QWEN, &m("qwen3.5-plus"), Some(&empty), std_url, false).is_some());
         assert!(
-            unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&other), "http://127.0.0.1:9")
+            unknown_model(&TOKEN_PLAN, &m("qwen3.7-plus"), Some(&empty), TOKEN_PLAN_BASE, false)
+                .is_none()
+        );
+        assert!(
+            unknown_model(&TOKEN_PLAN, &m("q"), Some(&empty), TOKEN_PLAN_BASE, false).is_some()
+        );
+        // A loopback (non-native) base accepts any id, even with the empty list (real run).
+        assert!(
+            unknown_model(&QWEN, &m("q"), Some(&empty), "http://127.0.0.1:9/v1", false).is_none()
+        );
+        assert!(unknown_model(&QWEN, &m("q"), None, "${QWEN_BASE}/v1", false).is_some());
+        assert!(unknown_model(&QWEN, &m("q"), None, "ftp://x/v1", false).is_some());
+        assert!(
+            unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&other), "http://127.0.0.1:9", false)
                 .is_some()
         );
         assert!(
-            unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&listed), "http://127.0.0.1:9")
+            unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&listed), "http://127.0.0.1:9", false)
                 .is_none()
         );
+        // A catalogue model given with --model counts only when agents.defaults names it too
+        // (real runs: `--model qwen/qwen3.6-plus` refused, the same ref as primary sent).
+        let flag = ModelRef { source: RefSource::Flag, ..m("qwen3.6-plus") };
+        assert!(unknown_model(&QWEN, &flag, None, DEFAULT_BASE, false).is_some());
+        assert!(unknown_model(&QWEN, &flag, None, DEFAULT_BASE, true).is_none());
+        assert!(unknown_model(&QWEN, &m("qwen3.6-plus"), None, DEFAULT_BASE, false).is_none());
     }
 }
