@@ -129,18 +129,18 @@ impl Engine {
         let loaded = self.resolver.load(ask);
         let catalog = loaded.catalog.clone();
         let key = memo::Key::new(ask, &loaded, &view, durable, now(), self.trust.generation());
-        let Outcome { mut resolution, plan, target, watched, refusal } =
+        let Outcome { mut resolution, plan, target, watched, refusal, key_rules } =
             match self.memo.get(&key, &loaded) {
                 Some(hit) => hit,
-                None => self.outcome(ask, loaded, key, &view, durable),
+                None => self.outcome(ask, loaded, key, &view, durable).await,
             };
         // Keys the index lists but the daemon's backend cannot give `run` (the keychain's
         // state, so never remembered).
         let names: Vec<&str> = plan.inject_as.iter().map(|(n, _)| n.as_str()).collect();
         let mut extra = if ask.as_is { Vec::new() } else { self.keys.absent(&names).await };
         extra.extend(refusal.iter().cloned());
+        extra.extend(key_rules);
         if let Some(t) = target.as_ref().filter(|_| !ask.as_is) {
-            extra.extend(self.verifier.keychain_key_rules(&catalog, t).await);
             match probes {
                 Probes::Skip => {}
                 Probes::Cached => extra.extend(self.verifier.cached(catalog.clone(), t.clone())),
@@ -156,7 +156,7 @@ impl Engine {
     }
 
     /// The assessment before probe findings, computed (and remembered under `key`).
-    fn outcome(
+    async fn outcome(
         &self,
         ask: &Ask<'_>,
         loaded: Loaded,
@@ -172,8 +172,16 @@ impl Engine {
         let refusal = target
             .as_mut()
             .and_then(|t| self.gate(ask, view, &catalog, &project, proxy.as_deref(), sources, t));
-        let outcome = Outcome { resolution, plan, target, watched, refusal };
-        self.memo.put(key, config, catalog, files, outcome.clone());
+        // The static rules on a keychain key's value, which the resolver never sees. Remembered
+        // only when the value could be read: a key the backend lacks may come back.
+        let (key_rules, read) = match target.as_ref().filter(|_| !ask.as_is) {
+            Some(t) => self.verifier.keychain_key_rules(&catalog, t).await,
+            None => (Vec::new(), true),
+        };
+        let outcome = Outcome { resolution, plan, target, watched, refusal, key_rules };
+        if read {
+            self.memo.put(key, config, catalog, files, outcome.clone());
+        }
         outcome
     }
 

@@ -41,6 +41,8 @@ pub struct Outcome {
     pub watched: Vec<PathBuf>,
     /// The gate's refusal, if any.
     pub refusal: Option<Finding>,
+    /// The static rules on a keychain key's value (`Verifier::keychain_key_rules`).
+    pub key_rules: Vec<Finding>,
 }
 
 /// The inputs besides the files.

@@ -128,9 +128,11 @@ impl Verifier {
     /// The static key rules (what kind of key goes to what kind of endpoint: an OpenRouter key to
     /// OpenAI's default URL) for a keychain key, whose value the resolver never sees. No network:
     /// the value comes from the keychain (its cache, usually) and only its class is used.
-    pub async fn keychain_key_rules(&self, catalog: &Catalog, t: &Target) -> Vec<Finding> {
-        let KeyRef::Keychain(name) = &t.key else { return Vec::new() };
-        let Some(value) = self.keys.readable(name).await else { return Vec::new() };
+    /// Also says whether the rules could run (`false`: the daemon's backend does not hold the
+    /// key now).
+    pub async fn keychain_key_rules(&self, catalog: &Catalog, t: &Target) -> (Vec<Finding>, bool) {
+        let KeyRef::Keychain(name) = &t.key else { return (Vec::new(), true) };
+        let Some(value) = self.keys.readable(name).await else { return (Vec::new(), false) };
         let mut out = Vec::new();
         qwen_env_resolve::rules::key_endpoint_rules(
             catalog,
@@ -142,7 +144,7 @@ impl Verifier {
             t.model.as_ref().map(|(m, _)| m.as_str()),
             &mut out,
         );
-        out
+        (out, true)
     }
 
     /// Probes the target now (the configured base URL, then the rest of its provider when the key is
