@@ -383,6 +383,11 @@ mod platform {
     use std::sync::{Arc, mpsc};
 
     pub fn open_store(forced: Option<&str>) -> Result<Opened, KeychainError> {
+        // Whatever the backend: keyutils is also where `key migrate` and `key ls` look for keys
+        // a keyutils daemon stored, so every daemon holds a session keyring of its own with the
+        // persistent keyring linked, on the main thread before any other exists (every thread
+        // inherits it).
+        let session = own_session();
         match forced.filter(|f| !f.is_empty()) {
             Some("secret-service") => match secret_service() {
                 Ok(store) => Ok((Backend::SecretService, store, true, None)),
@@ -392,23 +397,26 @@ mod platform {
                      QWEN_ENV_KEYRING=keyutils"
                 ))),
             },
-            Some("keyutils") => keyutils(None),
+            Some("keyutils") => keyutils(session, None),
             Some(other) => Err(KeychainError::Unavailable(format!(
                 "QWEN_ENV_KEYRING={other} is not a backend on Linux; use secret-service or keyutils"
             ))),
             None => match secret_service() {
                 Ok(store) => Ok((Backend::SecretService, store, true, None)),
-                Err(why) => keyutils(Some(format!(
-                    "no Secret Service on the session bus ({why}); using kernel keyutils, which \
+                Err(why) => keyutils(
+                    session,
+                    Some(format!(
+                        "no Secret Service on the session bus ({why}); using kernel keyutils, which \
                      forgets keys at reboot"
-                ))),
+                    )),
+                ),
             },
         }
     }
 
-    /// A backend the daemon does not use, for finding and moving keys stored there. Keyutils is
-    /// opened without joining a session keyring of its own: the per-user persistent keyring it
-    /// links holds the keys whatever the session.
+    /// A backend the daemon does not use, for finding and moving keys stored there. Keyutils
+    /// searches the daemon's own session keyring, which [`own_session`] linked the per-user
+    /// persistent keyring into: that is where a keyutils daemon's keys are, whatever the session.
     pub fn open_other(
         backend: Backend,
     ) -> Result<Arc<keyring_core::CredentialStore>, KeychainError> {
@@ -440,10 +448,17 @@ mod platform {
         }
     }
 
-    /// Kernel keyutils. The daemon first joins a session keyring of its own, so that a login
-    /// session ending (and its keyring being revoked) cannot take the daemon's access with it;
-    /// the store links every key into the per-user persistent keyring, which outlives the daemon.
-    fn keyutils(note: Option<String>) -> Result<Opened, KeychainError> {
+    /// What [`own_session`] achieved: a session keyring of the daemon's own, and whether the
+    /// per-user persistent keyring is linked into it.
+    type Session = Result<bool, String>;
+
+    /// Joins a new anonymous session keyring, so that a login session ending (and its keyring
+    /// being revoked) cannot take the daemon's access with it, and links the per-user persistent
+    /// keyring into it, which outlives the daemon and holds what the keyutils store writes.
+    /// Without a session keyring of its own a process searches the user-session keyring, which
+    /// the persistent keyring is not linked into (`keyctl get_persistent @s` run from such a
+    /// process creates a session for itself only).
+    fn own_session() -> Session {
         const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
         const KEYCTL_GET_PERSISTENT: libc::c_long = 22;
         const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
@@ -452,11 +467,7 @@ mod platform {
             libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<u8>())
         };
         if joined < 0 {
-            return Err(KeychainError::Unavailable(format!(
-                "kernel keyutils is not available ({}); run qwen-envd where a Secret Service or \
-                 keyutils is available",
-                std::io::Error::last_os_error()
-            )));
+            return Err(std::io::Error::last_os_error().to_string());
         }
         // SAFETY: keyctl(GET_PERSISTENT, -1 = own uid, session) links the persistent keyring.
         let persistent = unsafe {
@@ -467,6 +478,17 @@ mod platform {
                 KEY_SPEC_SESSION_KEYRING,
             )
         } >= 0;
+        Ok(persistent)
+    }
+
+    /// Kernel keyutils, in the session [`own_session`] joined.
+    fn keyutils(session: Session, note: Option<String>) -> Result<Opened, KeychainError> {
+        let persistent = session.map_err(|why| {
+            KeychainError::Unavailable(format!(
+                "kernel keyutils is not available ({why}); run qwen-envd where a Secret Service or \
+                 keyutils is available"
+            ))
+        })?;
         let store = linux_keyutils_keyring_store::Store::new().map_err(|e| {
             KeychainError::Unavailable(format!("kernel keyutils store failed to open: {e}"))
         })?;

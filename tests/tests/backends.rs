@@ -7,6 +7,10 @@
 use qwen_env_tests::{TestEnv, describe, fingerprint, require};
 
 const KEY: &str = "sk-0123456789abcdef0123b771";
+/// Whether the per-user persistent keyring holds the key, asked of keyctl itself in a session
+/// keyring of its own with the persistent keyring linked in (a process without one searches the
+/// user-session keyring, which the persistent keyring is not linked into).
+const IN_KEYUTILS: &str = r#"in_keyutils() { keyctl session - sh -c 'keyctl get_persistent @s >/dev/null && keyctl search @s user "keyring:DASHSCOPE_API_KEY@qwen-env-$QWEN_ENV_NAMESPACE" >/dev/null'; }"#;
 const INTL: &str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
 
 /// The output of one step of the script, between `== NAME` and the next marker.
@@ -37,6 +41,7 @@ fn a_key_in_the_other_backend_is_named_everywhere_and_migrates_both_ways() {
     let script = format!(
         r#"step() {{ echo "== $1"; }}
 rc() {{ echo "rc=$?"; }}
+{IN_KEYUTILS}
 step stored-in-keyutils
 printf %s {KEY} | QWEN_ENV_KEYRING=keyutils $Q key set --no-verify DASHSCOPE_API_KEY; rc
 QWEN_ENV_KEYRING=keyutils $Q daemon stop >/dev/null
@@ -57,9 +62,9 @@ step keyutils-daemon; QWEN_ENV_KEYRING=keyutils $Q key ls; rc
 step back; QWEN_ENV_KEYRING=keyutils $Q key migrate --from secret-service DASHSCOPE_API_KEY; rc
 step run-back; QWEN_ENV_KEYRING=keyutils $Q {inject}; rc
 QWEN_ENV_KEYRING=keyutils $Q daemon stop >/dev/null
-step in-keyutils; keyctl search @s user "keyring:DASHSCOPE_API_KEY@qwen-env-$QWEN_ENV_NAMESPACE" >/dev/null; rc
+step in-keyutils; in_keyutils; rc
 step rm-from-other; $Q key rm DASHSCOPE_API_KEY; rc
-step gone; keyctl search @s user "keyring:DASHSCOPE_API_KEY@qwen-env-$QWEN_ENV_NAMESPACE" >/dev/null 2>&1; rc
+step gone; in_keyutils 2>/dev/null; rc
 $Q daemon stop >/dev/null
 "#
     );
@@ -155,7 +160,8 @@ fn a_key_no_backend_holds_is_an_error_with_the_fix() {
         .command("sh")
         .args([
             "-c",
-            "keyctl get_persistent @s >/dev/null && keyctl invalidate \"$(keyctl search @s user \"$1\")\"",
+            "keyctl session - sh -c 'keyctl get_persistent @s >/dev/null && \
+             keyctl invalidate \"$(keyctl search @s user \"$1\")\"' sh \"$1\"",
             "sh",
             &description,
         ])
