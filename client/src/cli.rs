@@ -54,8 +54,9 @@ pub enum Command {
     /// Never starts the daemon, never fails, answers within a few milliseconds.
     #[command(hide = true)]
     HookStatus,
-    /// Names the completion scripts offer (stored keys, profiles), one a line, from a running
-    /// daemon; prints nothing (and exits 0) when none answers quickly. Never starts one.
+    /// Names the completion scripts offer (stored keys, profiles, this directory's finding
+    /// codes), one a line, from a running daemon; prints nothing (and exits 0) when none answers
+    /// quickly. Never starts one.
     #[command(name = "__complete", hide = true)]
     Complete {
         /// What to list.
@@ -84,6 +85,8 @@ pub enum CompleteWhat {
     Keys,
     /// The config's profiles.
     Profiles,
+    /// The codes of the findings `doctor` reports in the current directory.
+    Codes,
 }
 
 /// Shells `hook` supports.
@@ -172,6 +175,10 @@ pub struct DoctorArgs {
     /// Check the key against the endpoint now (free requests) and wait for the answer.
     #[arg(long)]
     pub verify: bool,
+    /// Leave out findings with this code, here and in the exit status (repeatable); the
+    /// config's `silence = [...]` does it for good.
+    #[arg(long = "silence", value_name = "CODE")]
+    pub silence: Vec<String>,
     /// The command to check (default: `qwen`, or the config's `default_command`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,

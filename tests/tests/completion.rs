@@ -1,6 +1,6 @@
 //! Dynamic completions in the real shells' completion machinery: stored key names for `key rm`,
-//! `key migrate` and `--with`, profiles for `--profile`, from the running daemon through the
-//! hidden `qwen-env __complete`; fish's `hook <TAB>` and
+//! `key migrate` and `--with`, profiles for `--profile`, this directory's finding codes for
+//! `doctor --silence`, from the running daemon through the hidden `qwen-env __complete`; fish's `hook <TAB>` and
 //! `completions <TAB>` offer shells, not files. bash is driven as
 //! its completion would be (`complete -p` plus `COMP_WORDS`/`COMP_CWORD`), zsh through `compinit`
 //! in a pseudo-terminal (`zsh/zpty`, with `compadd` reporting what it was given), fish through
@@ -11,9 +11,12 @@ use std::process::Output;
 use qwen_env_tests::{TestEnv, bin, describe, require};
 
 const KEYS: [&str; 2] = ["DASHSCOPE_API_KEY", "OPENROUTER_API_KEY"];
+/// The codes `doctor` reports for [`setup`]'s settings (a base URL with a path suffix, keys in
+/// kernel keyutils).
+const CODES: [&str; 2] = ["base-url-path-suffix", "keychain-not-durable"];
 
-/// Two stored keys, two profiles, `qwen-env` first on PATH, a file in the working directory
-/// (which must never be offered where a name is expected).
+/// Two stored keys, two profiles, settings with a finding, `qwen-env` first on PATH, a file in
+/// the working directory (which must never be offered where a name is expected).
 fn setup() -> TestEnv {
     let mut env = TestEnv::new();
     let dir = bin("qwen-env").parent().unwrap().display().to_string();
@@ -24,6 +27,15 @@ fn setup() -> TestEnv {
         "[profile.work]\nkeys = [\"DASHSCOPE_API_KEY\"]\n[profile.router]\nkeys = [\"OPENROUTER_API_KEY\"]\n",
     );
     std::fs::write(env.home.join("a-file-in-cwd"), "").unwrap();
+    let qwen = env.home.join(".qwen");
+    std::fs::create_dir_all(&qwen).unwrap();
+    std::fs::write(
+        qwen.join("settings.json"),
+        r#"{ "modelProviders": { "openai": [ { "id": "qwen3-coder-plus", "envKey": "DASHSCOPE_API_KEY",
+               "baseUrl": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions" } ] },
+             "security": { "auth": { "selectedType": "openai" } }, "model": { "name": "qwen3-coder-plus" } }"#,
+    )
+    .unwrap();
     env
 }
 
@@ -74,6 +86,7 @@ fn complete_lists_names_and_is_silent_without_a_daemon() {
     let env = setup();
     assert_eq!(env.ok(&["__complete", "keys"]), format!("{}\n{}\n", KEYS[0], KEYS[1]));
     assert_eq!(env.ok(&["__complete", "profiles"]), "router\nwork\n");
+    assert_eq!(env.ok(&["__complete", "codes"]), format!("{}\n{}\n", CODES[0], CODES[1]));
     env.ok(&["daemon", "stop"]);
     let out = env.run(&["__complete", "keys"]);
     assert!(
@@ -97,7 +110,7 @@ fn bash_completes_keys_and_profiles() {
     let body = format!(
         "source '{}'\nfn=$(complete -p qwen-env | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\n\
          for line in 'qwen-env key rm ' 'qwen-env key rm O' 'qwen-env run --with ' 'qwen-env explain --with D' \
-         'qwen-env run --profile ' 'qwen-env key migrate --from keyutils ' 'qwen-env key migrate --from ' 'qwen-env key '; do\n\
+         'qwen-env run --profile ' 'qwen-env key migrate --from keyutils ' 'qwen-env key migrate --from ' 'qwen-env key ' 'qwen-env doctor --silence '; do\n\
          read -ra COMP_WORDS <<<\"$line\"; [[ $line == *' ' ]] && COMP_WORDS+=('')\n\
          COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMPREPLY=()\n\
          \"$fn\" qwen-env \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
@@ -117,6 +130,7 @@ fn bash_completes_keys_and_profiles() {
             ("qwen-env key migrate --from keyutils ", &KEYS),
             ("qwen-env key migrate --from ", &["keyutils", "secret-service", "macos", "windows"]),
             ("qwen-env key ", &["set", "ls", "import", "rm", "migrate", "help", "-h", "--help"]),
+            ("qwen-env doctor --silence ", &CODES),
         ],
     );
 }
@@ -164,6 +178,7 @@ fn zsh_completes_keys_and_profiles() {
             "qwen-env run --profile ",
             "qwen-env key migrate --from keyutils ",
             "qwen-env key ",
+            "qwen-env doctor --silence ",
         ])
         .env("FPATH_DIR", path.parent().unwrap())
         .output()
@@ -177,6 +192,7 @@ fn zsh_completes_keys_and_profiles() {
             ("qwen-env run --profile ", &["router", "work"]),
             ("qwen-env key migrate --from keyutils ", &KEYS),
             ("qwen-env key ", &["set", "ls", "import", "rm", "migrate", "help"]),
+            ("qwen-env doctor --silence ", &CODES),
         ],
     );
 }
@@ -190,7 +206,7 @@ fn fish_completes_keys_profiles_and_hook_shells() {
     let path = script(&env, "fish");
     let body = format!(
         "source '{}'\nfor line in 'qwen-env key rm ' 'qwen-env run --with ' 'qwen-env explain --profile ' \
-         'qwen-env key migrate --from keyutils ' 'qwen-env hook ' 'qwen-env completions '\n  echo \"[$line]\"; complete -C \"$line\"\nend\n",
+         'qwen-env key migrate --from keyutils ' 'qwen-env hook ' 'qwen-env completions ' 'qwen-env doctor --silence '\n  echo \"[$line]\"; complete -C \"$line\"\nend\n",
         path.display()
     );
     let out = env.command("fish").args(["--no-config", "-c", &body]).output().unwrap();
@@ -204,6 +220,7 @@ fn fish_completes_keys_profiles_and_hook_shells() {
             ("qwen-env key migrate --from keyutils ", &KEYS),
             ("qwen-env hook ", &["bash", "zsh", "fish", "powershell"]),
             ("qwen-env completions ", &["bash", "zsh", "fish", "powershell", "elvish"]),
+            ("qwen-env doctor --silence ", &CODES),
         ],
     );
 }

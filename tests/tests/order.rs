@@ -126,3 +126,41 @@ fn an_offline_key_set_says_unreachable_once_with_a_count() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(set just now)") && !text.contains("ago"), "{text}");
 }
+
+/// The machine's own fact that keyutils forgets keys at reboot is said by `doctor` (and
+/// `status`), not by every `explain`; `doctor --silence CODE` leaves a code out of the report
+/// and of the exit status, and says the all-clear only when nothing else is left.
+#[test]
+fn keychain_not_durable_is_doctors_and_silence_leaves_a_code_out() {
+    let env = TestEnv::new();
+    settings(
+        &env,
+        &format!(
+            r#"{{ "modelProviders": {{ "openai": [ {{ "id": "qwen3-coder-plus", "envKey": "DASHSCOPE_API_KEY", "baseUrl": "{INTL}/chat/completions" }} ] }},
+                 "security": {{ "auth": {{ "selectedType": "openai" }} }}, "model": {{ "name": "qwen3-coder-plus" }} }}"#
+        ),
+    );
+    env.set_key("DASHSCOPE_API_KEY", KEY);
+    let all = doctor_json(&env, &[]);
+    assert_eq!(codes(&all), ["base-url-path-suffix", "keychain-not-durable"], "{all:?}");
+
+    let explain = env.ok(&["explain"]);
+    assert!(explain.contains("base-url-path-suffix"), "{explain}");
+    assert!(!explain.contains("keychain-not-durable") && !explain.contains("reboot"), "{explain}");
+    let doctor = env.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("keychain-not-durable") && text.contains("reboot"), "{text}");
+
+    let out = env.run(&["doctor", "--silence", "base-url-path-suffix"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("base-url-path-suffix") && text.contains("keychain-not-durable"));
+    let out = env.run(&[
+        "doctor",
+        "--silence",
+        "base-url-path-suffix",
+        "--silence",
+        "keychain-not-durable",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "qwen-code: no problems found\n");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}

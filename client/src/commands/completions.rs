@@ -1,8 +1,9 @@
 //! `qwen-env completions SHELL`: generated from the clap definition, so they
 //! never drift from the real command line, plus what clap cannot know: the names of stored keys
-//! (`key rm`, `key migrate`, `--with`) and of the config's profiles (`--profile`), which the
-//! scripts ask a running daemon for with the hidden `qwen-env __complete keys|profiles`, and
-//! the values of positionals such as `hook SHELL` (fish offered file names there).
+//! (`key rm`, `key migrate`, `--with`), of the config's profiles (`--profile`) and of the
+//! finding codes reported in the current directory (`doctor --silence`), which the scripts ask a
+//! running daemon for with the hidden `qwen-env __complete keys|profiles|codes`, and the values
+//! of positionals such as `hook SHELL` (fish offered file names there).
 
 use std::time::Duration;
 
@@ -18,21 +19,27 @@ use crate::transport::Client;
 /// How long a completion waits for the daemon: a tab press must not hang.
 const NAMES_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// `qwen-env __complete keys|profiles`: one name a line, or nothing at all when no daemon of
-/// this version answers in time (no autostart: a tab press must not start a daemon).
+/// `qwen-env __complete keys|profiles|codes`: one name a line, or nothing at all when no daemon
+/// of this version answers in time (no autostart: a tab press must not start a daemon).
 pub fn names(what: CompleteWhat) {
-    let kind = match what {
-        CompleteWhat::Keys => NameKind::Keys,
-        CompleteWhat::Profiles => NameKind::Profiles,
-    };
     let Ok(mut client) = Client::connect_quick(&Endpoint::from_env().socket(), NAMES_TIMEOUT)
     else {
         return;
     };
-    if let Ok(Response::Names(names)) = client.request(&Request::Names(kind))
-        && !names.is_empty()
-    {
+    let names = match what {
+        CompleteWhat::Keys => listed(&mut client, NameKind::Keys),
+        CompleteWhat::Profiles => listed(&mut client, NameKind::Profiles),
+        CompleteWhat::Codes => super::explain::codes_here(&mut client),
+    };
+    if let Some(names) = names.filter(|n| !n.is_empty()) {
         let _ = out(&(names.join("\n") + "\n"));
+    }
+}
+
+fn listed(client: &mut Client, kind: NameKind) -> Option<Vec<String>> {
+    match client.request(&Request::Names(kind)) {
+        Ok(Response::Names(names)) => Some(names),
+        _ => None,
     }
 }
 
@@ -49,6 +56,7 @@ _qwen_env_dynamic() {
     case "$prev" in
         --with) kind=keys ;;
         --profile) kind=profiles ;;
+        --silence) kind=codes ;;
     esac
     if [[ -z $kind && ${COMP_WORDS[1]-} == key && $cur != -* && $prev != --from ]]; then
         case "${COMP_WORDS[2]-}" in
@@ -79,10 +87,12 @@ _qwen_env_names() {
 _qwen_env_keys() { _qwen_env_names keys }
 (( $+functions[_qwen_env_profiles] )) ||
 _qwen_env_profiles() { _qwen_env_names profiles }
+(( $+functions[_qwen_env_codes] )) ||
+_qwen_env_codes() { _qwen_env_names codes }
 "#;
 
-/// Fish: names for `--with`, `--profile`, `key rm` and `key migrate`; shells for `hook` and
-/// `completions`.
+/// Fish: names for `--with`, `--profile`, `key rm` and `key migrate`, codes for
+/// `doctor --silence`; shells for `hook` and `completions`.
 fn fish_dynamic() -> String {
     let names = "function __qwen_env_names\n    set -l program (commandline -opc)[1]\n    command $program __complete $argv 2>/dev/null\nend\n";
     let cmd = |cond: &str, rest: &str| {
@@ -93,6 +103,7 @@ fn fish_dynamic() -> String {
         s += &cmd(sub, "-l with -r -f -a \"(__qwen_env_names keys)\"");
         s += &cmd(sub, "-l profile -r -f -a \"(__qwen_env_names profiles)\"");
     }
+    s += &cmd("doctor", "-l silence -r -f -a \"(__qwen_env_names codes)\"");
     s += &cmd(
         "key; and __fish_seen_subcommand_from rm migrate; and not __fish_prev_arg_in --from",
         "-f -a \"(__qwen_env_names keys)\"",
@@ -151,7 +162,8 @@ fn visible(cmd: &clap::Command) -> clap::Command {
     rebuilt
 }
 
-/// Points zsh's `_arguments` specs for key names and profiles at [`ZSH_DYNAMIC`]'s functions.
+/// Points zsh's `_arguments` specs for key names, profiles and codes at [`ZSH_DYNAMIC`]'s
+/// functions.
 fn zsh_dynamic(script: &str) -> String {
     let mut out = String::with_capacity(script.len() + ZSH_DYNAMIC.len());
     let mut section = "";
@@ -163,6 +175,8 @@ fn zsh_dynamic(script: &str) -> String {
             line.replacen(":NAME:_default'", ":NAME:_qwen_env_keys'", 1)
         } else if line.starts_with("'--profile=") {
             line.replacen(":P:_default'", ":P:_qwen_env_profiles'", 1)
+        } else if line.starts_with("'*--silence=") {
+            line.replacen(":CODE:_default'", ":CODE:_qwen_env_codes'", 1)
         } else if section == "keys"
             && (line.starts_with("':name ") || line.starts_with("'*::names "))
         {

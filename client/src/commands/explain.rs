@@ -28,21 +28,27 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CliError> {
     }
     let on = render::colour(false);
     let mut text = render::resolution(&r, args.as_is, on);
-    if !r.findings.is_empty() {
+    // Where the values come from, and what is wrong with them: the machine's own facts (a
+    // keychain that forgets at reboot) are `doctor`'s and `status`'s to say, not every explain's.
+    let findings: Vec<_> = r.findings.iter().filter(|f| f.code != NOT_DURABLE).cloned().collect();
+    if !findings.is_empty() {
         text.push('\n');
-        text += &render::findings(&r.findings, on);
+        text += &render::findings(&findings, on);
     }
     out(&text)
 }
 
-/// Exits 1 when any finding is an error.
+/// The note that the keychain is kernel keyutils, which forgets keys at reboot.
+const NOT_DURABLE: &str = "keychain-not-durable";
+
+/// Exits 1 when any finding (not silenced by `--silence`) is an error.
 pub fn doctor(args: &DoctorArgs) -> Result<(), CliError> {
     let request = ResolveRequest {
         caller: caller_context(&args.command)?,
         as_is: false,
         ..ResolveRequest::default()
     };
-    let r = if args.verify {
+    let mut r = if args.verify {
         let answer = spinner::while_waiting("checking the key with the endpoint", || {
             ask(&Request::Verify(request))
         })?;
@@ -53,6 +59,7 @@ pub fn doctor(args: &DoctorArgs) -> Result<(), CliError> {
     } else {
         resolve(request)?
     };
+    r.findings.retain(|f| !args.silence.contains(&f.code));
     if args.json {
         let findings: Vec<_> = r.findings.iter().map(render::finding_json).collect();
         let doc = serde_json::json!({ "schema": 1, "tool": r.tool, "findings": findings });
@@ -78,4 +85,17 @@ pub fn doctor(args: &DoctorArgs) -> Result<(), CliError> {
         return Err(CliError::silent(exit::FINDINGS));
     }
     Ok(())
+}
+
+/// `qwen-env __complete codes`: the codes `doctor` reports here, from a daemon that is already
+/// running (`None` when none answers in time: a tab press must not start one).
+pub fn codes_here(client: &mut crate::transport::Client) -> Option<Vec<String>> {
+    let request = ResolveRequest { caller: caller_context(&[]).ok()?, ..ResolveRequest::default() };
+    let Ok(Response::Resolved(r)) = client.request(&Request::Resolve(request)) else {
+        return None;
+    };
+    let mut codes: Vec<String> = r.findings.into_iter().map(|f| f.code).collect();
+    codes.sort();
+    codes.dedup();
+    Some(codes)
 }
