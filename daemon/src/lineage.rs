@@ -17,6 +17,14 @@
 //! A caller is refused when it is, or descends from, either; unless the config says
 //! `allow_nesting = true`. Elsewhere than Linux no process tree is read and nothing is refused.
 //!
+//! The walk up the parent chain reads `/proc` once a level, on every guarded request: most of a
+//! resolve's cost in the daemon. So a caller the walk cleared is remembered by pid and start
+//! time, until the next record: a live process only ever loses ancestors (it is re-parented to
+//! one of them or to init when one exits), so only a new record can turn a cleared caller into
+//! a refused one. (A process that renames itself to the keeper's name without asking for a run
+//! refuses only its own descendants, and they were never given a key.) Refusals are never
+//! remembered, and every request still checks that the caller is the process that connected.
+//!
 //! A record is appended to the file in one short `write`; the file is rewritten whole (a new
 //! file beside it, then `rename`) when it is missing, unreadable or mostly dead entries. Neither
 //! goes through a symlink, and it is read without following one. A file that does not parse is not fatal: the lines that do
@@ -29,7 +37,7 @@ use std::fmt::Write as _;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub use qwen_env_proto::KEEPER_NAME;
 
@@ -41,6 +49,8 @@ const MAX_DEPTH: usize = 64;
 const HEADER: &str = "qwen-env lineage 1";
 /// A larger file is read up to this size (a record is about 20 bytes).
 const MAX_FILE: u64 = 1 << 20;
+/// Cleared callers remembered at most (then forgotten all at once).
+const MAX_CLEARED: usize = 4096;
 
 /// Processes that `run` started, persisted in the runtime directory.
 pub struct Lineage {
@@ -50,6 +60,11 @@ pub struct Lineage {
     launched: Mutex<HashMap<u32, u64>>,
     /// Records in the file, dead ones included (changed under the `launched` lock).
     lines: AtomicUsize,
+    /// Bumped (under the `launched` lock, after the insert) by every new record.
+    generation: AtomicU64,
+    /// Callers (pid, start time) the walk found no recorded process or keeper above, and the
+    /// generation it read the records at: valid while no record has been added since.
+    cleared: Mutex<HashMap<(u32, u64), u64>>,
 }
 
 impl Lineage {
@@ -67,7 +82,8 @@ impl Lineage {
             }
         };
         let lines = AtomicUsize::new(if clean { launched.len() } else { usize::MAX / 2 });
-        let lineage = Self { path: Some(path), launched: Mutex::new(launched), lines };
+        let lineage =
+            Self { path: Some(path), launched: Mutex::new(launched), lines, ..Self::in_memory() };
         let mut launched = lineage.launched.lock().expect("lineage lock");
         let before = launched.len();
         prune(&mut launched);
@@ -80,7 +96,13 @@ impl Lineage {
 
     /// Records kept in memory only (tests).
     pub fn in_memory() -> Self {
-        Self { path: None, launched: Mutex::default(), lines: AtomicUsize::new(0) }
+        Self {
+            path: None,
+            launched: Mutex::default(),
+            lines: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            cleared: Mutex::default(),
+        }
     }
 
     /// Records that `pid` receives a run plan, and writes the record before returning, so that
@@ -97,6 +119,7 @@ impl Lineage {
         if launched.insert(pid, start) == Some(start) && launched.len() == before {
             return;
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let Some(path) = &self.path else { return };
         let lines = self.lines.load(Ordering::Relaxed) + 1;
         if lines <= 2 * launched.len() + 64 && append(path, pid, start).is_ok() {
@@ -123,7 +146,22 @@ impl Lineage {
         {
             return Err((pid, GONE.to_owned()));
         }
-        self.launched_ancestor(pid).map_or(Ok(()), Err)
+        let Some(start) = start_at_accept else {
+            return self.launched_ancestor(pid).map_or(Ok(()), Err);
+        };
+        let key = (pid, start);
+        // Read before the records the walk copies: a record added meanwhile bumps it past this.
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.cleared.lock().expect("cleared lock").get(&key) == Some(&generation) {
+            return Ok(());
+        }
+        self.launched_ancestor(pid).map_or(Ok(()), Err)?;
+        let mut cleared = self.cleared.lock().expect("cleared lock");
+        if cleared.len() >= MAX_CLEARED {
+            cleared.clear();
+        }
+        cleared.insert(key, generation);
+        Ok(())
     }
 
     /// The recorded process or live keeper that `pid` is or descends from, with its name.
@@ -393,6 +431,32 @@ mod tests {
         assert!(lineage.launched_ancestor(std::os::unix::process::parent_id()).is_none());
         end(child);
         assert!(Lineage::in_memory().launched_ancestor(1).is_none());
+    }
+
+    /// A caller cleared once is cleared from memory until a record is added; the next record
+    /// of one of its ancestors refuses it at once, and a caller that is gone is refused even
+    /// when it was cleared.
+    #[test]
+    fn a_cleared_caller_is_checked_again_after_a_new_record() {
+        let lineage = Lineage::in_memory();
+        let child = sleeper();
+        let start = start_time(child.id());
+        assert_eq!(lineage.check(child.id(), start), Ok(()));
+        assert_eq!(lineage.check(child.id(), start), Ok(()));
+        assert_eq!(lineage.cleared.lock().unwrap().len(), 1);
+        // Its parent (this test) is now a process `run` started: the memo must not clear it.
+        lineage.record(std::process::id());
+        let (pid, _) = lineage.check(child.id(), start).unwrap_err();
+        assert_eq!(pid, std::process::id());
+        assert!(lineage.check(child.id(), start).is_err(), "a refusal is never remembered");
+        let other = sleeper();
+        let other_start = start_time(other.id());
+        assert!(lineage.check(other.id(), other_start).is_err());
+        let (id, start) = (child.id(), start);
+        end(child);
+        // Gone (or its pid reused): refused before the memo is consulted.
+        assert_eq!(lineage.check(id, start).unwrap_err().1, GONE);
+        end(other);
     }
 
     #[test]
