@@ -240,6 +240,37 @@ impl Drop for TestEnv {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
+        self.remove_stored_keys();
+    }
+}
+
+impl TestEnv {
+    /// Deletes the keys this environment stored in kernel keyutils (the per-user persistent
+    /// keyring outlives the test, and a user other than root may hold only 200 keys): the ones
+    /// `/proc/keys` lists under this namespace, invalidated by keyctl in a session keyring of
+    /// its own with the persistent keyring linked in (only a possessor may).
+    fn remove_stored_keys(&self) {
+        let Ok(keys) = std::fs::read_to_string("/proc/keys") else { return };
+        let suffix = format!("@qwen-env-{}:", self.namespace);
+        let ids: Vec<String> = keys
+            .lines()
+            .filter(|l| l.split_whitespace().any(|f| f.ends_with(&suffix)))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|id| u32::from_str_radix(id, 16).ok())
+            .map(|id| id.to_string())
+            .collect();
+        if ids.is_empty() || !have("keyctl") {
+            return;
+        }
+        let script = r#"keyctl get_persistent @s >/dev/null || exit 0
+for id; do keyctl invalidate "$id"; done"#;
+        let _ = Command::new("keyctl")
+            .args(["session", "-", "sh", "-c", script, "sh"])
+            .args(&ids)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

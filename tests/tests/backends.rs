@@ -178,3 +178,29 @@ fn a_key_no_backend_holds_is_an_error_with_the_fix() {
     assert!(ls.contains("! missing from the keyutils keychain"), "{ls}");
     assert!(ls.contains("`qwen-env key set DASHSCOPE_API_KEY`"), "{ls}");
 }
+
+/// A test environment deletes the keys it stored in kernel keyutils when it ends: the per-user
+/// persistent keyring outlives the tests, and a user other than root may hold 200 keys.
+#[test]
+fn a_test_environment_leaves_no_key_behind() {
+    if !require("keyctl") {
+        return;
+    }
+    let present = |namespace: &str| {
+        let description = format!("keyring:DASHSCOPE_API_KEY@qwen-env-{namespace}");
+        std::process::Command::new("keyctl")
+            .args(["session", "-", "sh", "-c"])
+            .arg("keyctl get_persistent @s >/dev/null && keyctl search @s user \"$1\" >/dev/null")
+            .args(["sh", &description])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let env = TestEnv::new();
+    env.set_key("DASHSCOPE_API_KEY", KEY);
+    let namespace = env.namespace.clone();
+    assert!(present(&namespace), "the key is not in the persistent keyring");
+    drop(env);
+    assert!(!present(&namespace), "the key outlived its test environment");
+}
