@@ -1,5 +1,15 @@
 //! `qwen-envd [--foreground] [--ready-fd N]`: parse, daemonize before the runtime, run.
 
+/// mimalloc instead of glibc's malloc: a resolve allocates a few hundred small objects (the
+/// request's environment, the parsed sources it shares, the answer) on whichever worker thread
+/// runs it, and glibc's arenas spent about a fifth of the daemon's CPU on them (`_int_malloc`,
+/// `_int_free`, `malloc_consolidate` in `perf`); with mimalloc the daemon answers about 30 % more
+/// resolves per second, for 1.5-2 MiB more resident memory (README, "Performance"). The `no_thp`
+/// feature keeps mimalloc from asking for transparent huge pages: with them its arenas are backed
+/// by 2 MiB pages and the daemon's RSS after the bench is 24 MiB instead of 10.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

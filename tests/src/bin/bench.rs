@@ -18,20 +18,25 @@ use qwen_env_proto::{
 };
 use qwen_env_tests::{TestEnv, bin};
 
-/// Where the figures go (`--json PATH`) and which README's table they replace (`--readme PATH`).
+/// Where the figures go (`--json PATH`), which README's table they replace (`--readme PATH`), and
+/// `--load SECS`: only the 64-client resolve load, for that long, to profile the daemon under it
+/// (`perf record -p $(pgrep -n qwen-envd)`); it writes no figures.
 struct Args {
     json: PathBuf,
     readme: Option<PathBuf>,
+    load: Option<u64>,
 }
 
 fn args() -> Args {
-    let mut a = Args { json: qwen_env_tests::target_dir().join("bench.json"), readme: None };
+    let mut a =
+        Args { json: qwen_env_tests::target_dir().join("bench.json"), readme: None, load: None };
     let mut it = std::env::args_os().skip(1);
     while let Some(flag) = it.next() {
         match (flag.to_str(), it.next()) {
             (Some("--json"), Some(p)) => a.json = PathBuf::from(p),
             (Some("--readme"), Some(p)) => a.readme = Some(PathBuf::from(p)),
-            _ => panic!("usage: bench [--json PATH] [--readme README.md]"),
+            (Some("--load"), Some(s)) => a.load = s.to_str().and_then(|s| s.parse().ok()),
+            _ => panic!("usage: bench [--json PATH] [--readme README.md] [--load SECS]"),
         }
     }
     a
@@ -119,6 +124,13 @@ fn main() {
     );
 
     let proj = realistic_tree(&env);
+    if let Some(secs) = args.load {
+        let resolve = resolve_request(&env, &proj);
+        let mut load = Report::default();
+        throughput(&socket, 64, Duration::from_secs(secs), &resolve, &mut load);
+        println!("{}", load.table(&header));
+        return;
+    }
     run_overhead(&env, &proj, &mut report);
     cold_run(&env, &mut report);
     explain_wall(&env, &proj, &mut report);
