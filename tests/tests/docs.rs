@@ -57,13 +57,23 @@ fn emitted() -> BTreeSet<String> {
     codes
 }
 
-/// The codes of the table in docs/findings.md (`| code | … |` rows).
-fn documented() -> Vec<String> {
+/// The rows of the table in docs/findings.md whose first cell is a code (the header and the
+/// `|---|` separator are not), each as its trimmed cells.
+fn rows() -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(repo().join("docs/findings.md")).unwrap();
     text.lines()
-        .filter_map(|l| l.strip_prefix("| ")?.split_once(" |").map(|(c, _)| c.to_owned()))
-        .filter(|c| kebab(c))
+        .filter_map(|l| l.strip_prefix("| "))
+        .map(|l| {
+            let l = l.trim_end().strip_suffix('|').unwrap_or(l);
+            l.split(" | ").map(|c| c.trim().to_owned()).collect::<Vec<String>>()
+        })
+        .filter(|cells| kebab(&cells[0]))
         .collect()
+}
+
+/// The codes of the table in docs/findings.md (the first cell of `| code | … |` rows).
+fn documented() -> Vec<String> {
+    rows().into_iter().map(|cells| cells[0].clone()).collect()
 }
 
 #[test]
@@ -87,4 +97,29 @@ fn every_finding_code_is_documented_once() {
     let stale: Vec<&String> =
         documented.iter().filter(|c| !all.contains(&format!("\"{c}\""))).collect();
     assert!(stale.is_empty(), "documented codes no source emits: {stale:?}");
+}
+
+#[test]
+fn every_finding_code_has_severity_example_cause_and_fix() {
+    let rows = rows();
+    assert!(rows.len() >= 50, "the table has too few rows: {}", rows.len());
+    for cells in &rows {
+        let code = &cells[0];
+        assert_eq!(
+            cells.len(),
+            5,
+            "{code}: not the 5 cells code, severity, example, cause, fix: {cells:?}"
+        );
+        let severity = &cells[1];
+        assert!(
+            severity.split(" or ").all(|s| ["error", "warning", "info"].contains(&s)),
+            "{code}: severity {severity:?} is not error, warning or info (or e.g. \"error or warning\")"
+        );
+        for (what, cell) in ["example", "cause", "fix"].iter().zip(&cells[2..]) {
+            assert!(
+                !cell.is_empty() && cell != "-" && !cell.eq_ignore_ascii_case("todo"),
+                "{code}: no {what}: {cell:?}"
+            );
+        }
+    }
 }
