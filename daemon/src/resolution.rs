@@ -362,7 +362,7 @@ fn project_proxy(sources: &Sources, caller: &CallerContext) -> Option<String> {
     env.entries
         .iter()
         .find(|e| PROXY_VARS.contains(&e.key.as_str()) && !e.value.is_empty() && !exported(&e.key))
-        .map(|e| format!("{}:{} {}", env.label, e.line, e.key))
+        .map(|e| format!("{} {}", e.loc(&env.label), e.key))
 }
 
 /// The files among `sources` that the project (a cloned repository) controls.

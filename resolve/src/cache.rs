@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dotenv;
 use crate::fsread::{self, ReadError};
-use crate::jsonc::{self, Node};
+use crate::jsonc::{self, Node, ParseError};
 use crate::openclaw::include::{self, Loader};
 use crate::openclaw::store::{self, ProfileStore};
 use crate::sources::{
@@ -196,7 +196,7 @@ fn label(p: &Path) -> Arc<str> {
 
 /// A JSON5 error as `what at line L column C`. The parser's own message quotes the offending
 /// source line, which can hold a literal key: it must never reach a finding.
-fn json5_error(e: &json5::Error) -> String {
+fn json5_error(e: &json5::Error) -> ParseError {
     let json5::Error::Message { msg, location } = e;
     match location {
         Some(l) => {
@@ -205,18 +205,24 @@ fn json5_error(e: &json5::Error) -> String {
                 .rev()
                 .find_map(|line| line.trim_start().strip_prefix("= "))
                 .unwrap_or("syntax error");
-            format!("{what} at line {} column {}", l.line, l.column)
+            let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+            ParseError { message: what.to_owned(), line: n(l.line), col: n(l.column) }
         }
-        None => msg.lines().next().unwrap_or("syntax error").to_owned(),
+        None => ParseError {
+            message: msg.lines().next().unwrap_or("syntax error").to_owned(),
+            line: 0,
+            col: 0,
+        },
     }
 }
 
-/// Parses JSON5 (OpenClaw's syntax) into a [`Node`] whose locations name `label`. The error
-/// says what and where, never quoting the source.
-pub fn parse_json5(text: &str, label: &Arc<str>) -> Result<Node, String> {
+/// Parses JSON5 (OpenClaw's syntax) into a [`Node`] whose locations name `label`, with line and
+/// column ([`crate::json5loc`]). The error says what and where, never quoting the source.
+pub fn parse_json5(text: &str, label: &Arc<str>) -> Result<Node, ParseError> {
     json5::from_str::<Node>(text)
         .map(|mut n| {
             n.set_file(label);
+            crate::json5loc::locate(&mut n, text);
             n
         })
         .map_err(|e| json5_error(&e))
@@ -224,7 +230,7 @@ pub fn parse_json5(text: &str, label: &Arc<str>) -> Result<Node, String> {
 
 /// Parses an OpenClaw file: as JSONC first, so that plain JSON (what OpenClaw's own commands
 /// write) keeps line and column for findings, then as JSON5 with JSON5's error.
-pub fn parse_openclaw(text: &str, label: &Arc<str>) -> Result<Node, String> {
+pub fn parse_openclaw(text: &str, label: &Arc<str>) -> Result<Node, ParseError> {
     jsonc::parse(text, label).or_else(|_| parse_json5(text, label))
 }
 
@@ -633,7 +639,7 @@ impl Loader for Load<'_> {
 
     fn load(&mut self, p: &Path) -> Result<Node, String> {
         match self.json5(p) {
-            Some(f) => f.parsed.clone(),
+            Some(f) => f.parsed.clone().map_err(|e| e.to_string()),
             None => Err("not a readable regular file".into()),
         }
     }

@@ -42,6 +42,15 @@ pub struct Entry {
     pub value: String,
     /// Line of the key (after `\r\n` normalisation, which keeps line numbers).
     pub line: u32,
+    /// 1-based column of the key, in characters (a byte-order mark not counted).
+    pub col: u32,
+}
+
+impl Entry {
+    /// Where the entry is, in the file shown as `label`.
+    pub fn loc(&self, label: &std::sync::Arc<str>) -> crate::jsonc::Loc {
+        crate::jsonc::Loc { file: label.clone(), line: self.line, col: self.col }
+    }
 }
 
 fn js_trim(s: &str) -> &str {
@@ -80,7 +89,10 @@ pub fn parse(src: &str) -> Vec<Entry> {
         line_no += lines[counted_to..key.start()].matches('\n').count();
         counted_to = key.start();
         let line = u32::try_from(line_no).unwrap_or(u32::MAX);
-        out.push(Entry { key: key.as_str().to_string(), value: v, line });
+        let line_start = lines[..key.start()].rfind('\n').map_or(0, |i| i + 1);
+        let col = lines[line_start..key.start()].chars().filter(|&c| c != '\u{FEFF}').count() + 1;
+        let col = u32::try_from(col).unwrap_or(u32::MAX);
+        out.push(Entry { key: key.as_str().to_string(), value: v, line, col });
         // lastIndex = end of match; our match consumed the line terminator, so step back. The
         // match always holds a key character, so this moves forward.
         at = whole.end() - term;
@@ -140,8 +152,9 @@ mod tests {
         assert_eq!(m[0], ("A".into(), "line1\nline2".into()));
         assert_eq!(m[1], ("B".into(), "x".into()));
         assert_eq!(m[2], ("C".into(), "y".into()));
-        let e = parse("A=\"l1\nl2\"\nB=x");
-        assert_eq!(e[1].line, 3);
+        let e = parse("A=\"l1\nl2\"\nB=x\n\n  export  C=1");
+        assert_eq!((e[1].line, e[1].col), (3, 1));
+        assert_eq!((e[2].line, e[2].col), (5, 11));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::jsonc::Loc;
 use crate::sources::EnvFile;
@@ -17,13 +16,8 @@ pub enum Origin {
     Keychain(String),
     /// The caller's exported environment.
     Process,
-    /// A `.env` file, at the key's line.
-    File {
-        /// The file.
-        file: Arc<str>,
-        /// 1-based line.
-        line: u32,
-    },
+    /// A `.env` file, at the key.
+    File(Loc),
     /// A settings `env` block.
     Settings(Loc),
 }
@@ -44,22 +38,21 @@ impl fmt::Debug for Cand {
 }
 
 impl Cand {
-    /// `env OPENAI_API_KEY`, `/p/.env:3 OPENAI_API_KEY`, `keychain X`, `/s.json:4:9 env.X`.
+    /// `env OPENAI_API_KEY`, `/p/.env:3:1 OPENAI_API_KEY`, `keychain X`, `/s.json:4:9 env.X`.
     pub fn source(&self, name: &str) -> String {
         match &self.origin {
             Origin::Keychain(k) => format!("keychain {k}"),
             Origin::Process => format!("env {name}"),
-            Origin::File { file, line } => format!("{file}:{line} {name}"),
+            Origin::File(loc) => format!("{loc} {name}"),
             Origin::Settings(loc) => format!("{loc} env.{name}"),
         }
     }
 
-    /// `file:line[:col]` or the variable, for a finding's location.
+    /// `file:line:col` or the variable, for a finding's location.
     pub fn location(&self, name: &str) -> String {
         match &self.origin {
             Origin::Keychain(_) | Origin::Process => name.to_string(),
-            Origin::File { file, line } => format!("{file}:{line}"),
-            Origin::Settings(loc) => loc.to_string(),
+            Origin::File(loc) | Origin::Settings(loc) => loc.to_string(),
         }
     }
 }
@@ -153,15 +146,21 @@ pub fn allowed(key: &str, file: &EnvFile, project: bool, excluded: &[String]) ->
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
     fn first_nonempty_wins() {
         let mut v = EnvView::from_process(&[("A".into(), String::new())]);
-        v.push("A", "file".into(), Origin::File { file: Arc::from("/p/.env"), line: 3 });
+        v.push(
+            "A",
+            "file".into(),
+            Origin::File(Loc { file: Arc::from("/p/.env"), line: 3, col: 1 }),
+        );
         v.push("A", "set".into(), Origin::Settings(Loc::default()));
         assert_eq!(v.get("A"), Some("file"));
-        assert_eq!(v.winner("A").unwrap().source("A"), "/p/.env:3 A");
+        assert_eq!(v.winner("A").unwrap().source("A"), "/p/.env:3:1 A");
         assert_eq!(v.cands("A").len(), 3);
         let v = EnvView::from_process(&[("E".into(), String::new())]);
         assert_eq!(v.get("E"), Some(""));

@@ -87,7 +87,7 @@ impl From<Hit> for Literal {
     fn from(h: Hit) -> Literal {
         let location = h.location();
         let edit = match (&h.place, h.kind) {
-            (Place::Line(n), _) => Edit::EnvLine(*n),
+            (Place::Line(loc), _) => Edit::EnvLine(loc.line),
             (Place::Member { path, .. }, FileKind::OpenClawStore) => {
                 Edit::OpenClawProfile(path.strip_prefix("profile ").unwrap_or(path).to_owned())
             }

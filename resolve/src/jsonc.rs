@@ -17,7 +17,9 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 /// `.qwen/settings.json`) would overflow the daemon's stack. No real settings file comes close.
 pub const MAX_DEPTH: u32 = 128;
 
-/// Where a value starts. `line`/`col` are 1-based; 0 means unknown (JSON5 sources).
+/// Where a value is written: for a member of an object, where its key starts (a finding about
+/// `"envKey": "sk-…"` points at `"envKey"`, whatever the value is); for an array element or a
+/// whole document, where the value starts. `line`/`col` are 1-based; 0 means unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Loc {
     /// The file, as shown to the user.
@@ -348,11 +350,13 @@ impl Parser<'_> {
                 // Also where a trailing comma fails: JSON.parse rejects `{"a":1,}`.
                 return Err(self.unexpected());
             }
+            let at_key = self.loc();
             let key = self.string()?;
             self.ws();
             self.expect(':')?;
             self.ws();
-            let v = self.value()?;
+            let mut v = self.value()?;
+            v.loc = at_key;
             // JSON.parse: a repeated key updates the value, the key keeps its first place.
             if let Some(&i) = index.get(&key) {
                 members[i].1 = v;
@@ -623,8 +627,9 @@ mod tests {
             .unwrap();
         let a = n.get("a").unwrap();
         assert_eq!(a.as_str(), Some("v//not"));
-        assert_eq!((a.loc.line, a.loc.col), (3, 16));
-        assert_eq!(a.loc.to_string(), "f.json:3:16");
+        // A member is located at its key, an array element where it starts.
+        assert_eq!((a.loc.line, a.loc.col), (3, 3));
+        assert_eq!(a.loc.to_string(), "f.json:3:3");
         let c = &n.get("b").unwrap().as_array().unwrap()[1];
         assert_eq!((c.loc.line, c.loc.col), (4, 12));
     }

@@ -26,6 +26,7 @@ pub mod envfiles;
 pub mod fsread;
 pub mod generic;
 pub mod import;
+pub mod json5loc;
 pub mod jsonc;
 pub mod mask;
 pub mod openclaw;

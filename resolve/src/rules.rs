@@ -6,7 +6,7 @@ use qwen_env_proto::{Finding, Severity};
 use crate::catalog::{Catalog, Class, Family, Url, same_url};
 use crate::display::finding;
 use crate::envfiles::Origin;
-use crate::jsonc::Node;
+use crate::jsonc::{Loc, Node};
 use crate::mask;
 use crate::qwen::{AuthType, QwenResolution};
 use crate::secrets::{self, FileKind, Hit, Place};
@@ -626,7 +626,7 @@ pub fn plaintext(hits: &[Hit], out: &mut Vec<Finding>) {
     for h in hits {
         let (label, name) = (&h.label, &h.name);
         let (message, fix) = match (&h.place, h.kind) {
-            (Place::Line(line), _) => (
+            (Place::Line(Loc { line, .. }), _) => (
                 format!("a literal key {name} in {label}"),
                 format!(
                     "qwen-env key import --scrub (stores {name} in the keychain and deletes line {line} of {label})"

@@ -64,13 +64,13 @@ pub enum FileKind {
 /// Where in its file a literal is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
-    /// A `.env` line (1-based).
-    Line(u32),
+    /// A `.env` line: where its key is.
+    Line(Loc),
     /// A JSON member: its dotted path (`env.OPENAI_API_KEY`) and the value's position.
     Member {
         /// `env.OPENAI_API_KEY`, `models.providers.qwen.apiKey`.
         path: String,
-        /// The value's position (JSON5 files have the file only).
+        /// Where the member is (its key).
         loc: Loc,
     },
 }
@@ -95,19 +95,19 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// Where, for people and for a finding's location: `file:line` for a `.env` line, the value's
-    /// position (`file:line:col`, or the file for JSON5) for a JSON member.
+    /// Where, for people and for a finding's location: `file:line:col` of the key (the member's
+    /// key in a JSON file).
     pub fn position(&self) -> String {
         match &self.place {
-            Place::Line(n) => format!("{}:{n}", self.label),
-            Place::Member { loc, .. } => loc.to_string(),
+            Place::Line(loc) | Place::Member { loc, .. } => loc.to_string(),
         }
     }
 
-    /// `file:line`, or `position key.path` for a JSON member.
+    /// The position and what is there: `file:line:col NAME` for a `.env` line, `file:line:col
+    /// key.path` for a JSON member.
     pub fn location(&self) -> String {
         match &self.place {
-            Place::Line(_) => self.position(),
+            Place::Line(_) => format!("{} {}", self.position(), self.name),
             Place::Member { path, .. } => format!("{} {path}", self.position()),
         }
     }
@@ -179,7 +179,7 @@ pub fn env_entries(
             label: label.clone(),
             mode,
             kind: FileKind::DotEnv,
-            place: Place::Line(e.line),
+            place: Place::Line(e.loc(label)),
         })
         .collect()
 }
@@ -368,7 +368,7 @@ mod tests {
         let hits = settings(Path::new("/s.json"), &label, None, &node, Some(Scope::User));
         let names: Vec<&str> = hits.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["OPENROUTER_API_KEY", "OPENAI_API_KEY"]);
-        assert_eq!(hits[1].location(), "t:2:52 security.auth.apiKey");
+        assert_eq!(hits[1].location(), "t:2:42 security.auth.apiKey");
         assert!(!format!("{hits:?}").contains("0123456789abcdef"));
         assert_eq!(provider_var("qwen"), "QWEN_API_KEY");
         assert_eq!(provider_var("openrouter"), "OPENROUTER_API_KEY");

@@ -55,7 +55,7 @@ pub struct JsonFile {
     /// The path as shown.
     pub label: Arc<str>,
     /// The parse result; JSON5 errors carry the parser's own message.
-    pub parsed: Result<Node, String>,
+    pub parsed: Result<Node, ParseError>,
     /// Unix permission bits.
     pub mode: Option<u32>,
 }

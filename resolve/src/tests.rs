@@ -236,9 +236,9 @@ fn env_walk_up_and_overlay_order() {
     let (r, _) = go(&t, &c, &Run::default());
     assert_eq!(r.auth_type.value.as_deref(), Some("openai"));
     assert!(r.auth_type.source.as_deref().unwrap().starts_with("inferred from env"));
-    assert!(r.api_key.source.as_deref().unwrap().ends_with("proj/.qwen/.env:1 OPENAI_API_KEY"));
+    assert!(r.api_key.source.as_deref().unwrap().ends_with("proj/.qwen/.env:1:1 OPENAI_API_KEY"));
     assert_eq!(r.base_url.value.as_deref(), Some("https://example.com/v1"));
-    assert!(r.base_url.source.as_deref().unwrap().ends_with(".qwen/.env:1 OPENAI_BASE_URL"));
+    assert!(r.base_url.source.as_deref().unwrap().ends_with(".qwen/.env:1:1 OPENAI_BASE_URL"));
     assert_eq!(r.base_url.shadowed[0].value.as_deref(), Some("https://loses.example/v1"));
     assert_eq!(r.model.value.as_deref(), Some("home-model"));
     assert!(codes(&r).contains(&"stale-env-shadows"));
@@ -489,7 +489,7 @@ fn endpoint_rules_on_trees() {
     let f = r.findings.iter().find(|f| f.code == "unread-variable").unwrap();
     assert!(
         f.fix.starts_with("rename OPENAI_API_BASE to OPENAI_BASE_URL in ")
-            && f.fix.ends_with("/p/.env:1"),
+            && f.fix.ends_with("/p/.env:1:1"),
         "{}",
         f.fix
     );
@@ -652,7 +652,7 @@ fn openclaw_resolution() {
     assert_eq!(r.base_url.value.as_deref(), Some(INTL));
     assert_eq!(r.model.value.as_deref(), Some("qwen3-coder-plus"));
     // QWEN_API_KEY from ~/.openclaw/.env beats an exported DASHSCOPE_API_KEY.
-    assert!(r.api_key.source.as_deref().unwrap().ends_with(".openclaw/.env:1 QWEN_API_KEY"));
+    assert!(r.api_key.source.as_deref().unwrap().ends_with(".openclaw/.env:1:1 QWEN_API_KEY"));
     let cs = codes(&r);
     assert!(
         cs.contains(&"unread-variable") && !cs.contains(&"openclaw-default-coding-endpoint"),
@@ -1103,7 +1103,7 @@ fn openclaw_model_refs_choose_the_provider() {
     // dashscope/… is not the qwen provider: OpenClaw's "Unknown model", at the member.
     let text = cfg("dashscope/qwen3.5-plus");
     let conf = t.write(".openclaw/openclaw.json", &text);
-    let col = text.find("\"dashscope/").unwrap() + 1;
+    let col = text.find("\"primary\"").unwrap() + 1;
     let c = t.caller(&p, &["openclaw", "agent", "--local"], &env);
     let (r, _) = go(&t, &c, &Run::default());
     let f = r.findings.iter().find(|f| f.code == "openclaw-unknown-model").expect("unknown model");
@@ -1199,7 +1199,7 @@ fn openclaw_unknown_model_predictions() {
     // …one outside it is not (real run: "Unknown model: qwen/foo-model").
     let text = onboard("foo-model");
     t.write(".openclaw/openclaw.json", &text);
-    let col = text.find("[]").unwrap() + 1;
+    let col = text.find("\"models\": []").unwrap() + 1;
     let (r, _) = go(&t, &c, &Run::default());
     let f = r.findings.iter().find(|f| f.code == "openclaw-unknown-model").expect("unknown");
     assert!(
@@ -1352,7 +1352,7 @@ fn openclaw_includes_are_followed_and_escapes_refused() {
         "{}",
         f.message
     );
-    assert_eq!(f.location.as_deref(), Some(format!("{}:1:14", conf.display()).as_str()));
+    assert_eq!(f.location.as_deref(), Some(format!("{}:1:2", conf.display()).as_str()));
     assert_eq!(r.api_key.value, None, "OpenClaw does not run at all");
 }
 

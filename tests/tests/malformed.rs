@@ -225,14 +225,22 @@ fn broken_env_files_resolve_and_touch_nothing() {
                 json_in(&env, &proj, &doctor_args, &what),
                 json_in(&env, &proj, &explain_args, &what),
             ] {
-                // dotenv never rejects a file; a finding that points into it names the line
-                // (or the whole file: permissions).
+                // dotenv never rejects a file; a finding that points into it names the line and
+                // column (or the whole file: permissions).
                 for f in findings(&out) {
                     let loc = f["location"].as_str().unwrap_or_default();
                     if let Some(rest) = loc.strip_prefix(&target.display().to_string())
                         && !rest.is_empty()
                     {
-                        let line = rest.strip_prefix(':').and_then(|l| l.parse::<usize>().ok());
+                        // `:line:col`, as every file location is.
+                        let line = rest
+                            .strip_prefix(':')
+                            .and_then(|l| l.split_once(':'))
+                            .filter(|(_, col)| {
+                                let col = col.split(' ').next().unwrap_or_default();
+                                col.parse::<usize>().is_ok_and(|c| c >= 1)
+                            })
+                            .and_then(|(l, _)| l.parse::<usize>().ok());
                         assert!(
                             line.is_some_and(|l| l >= 1 && l <= lines_of(bytes)),
                             "{what}: location {loc:?} has no line: {f}"

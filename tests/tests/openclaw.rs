@@ -98,7 +98,7 @@ fn model_refs_pick_the_provider_and_run_injects_only_its_variable() {
     let f = finding(&j, "openclaw-unknown-model").unwrap_or_else(|| panic!("{j:#}"));
     assert_eq!(f["severity"], "error");
     assert!(f["message"].as_str().unwrap().starts_with("Unknown model: dashscope/qwen3.5-plus"));
-    assert!(f["location"].as_str().unwrap().ends_with("openclaw.json:2:48"), "{f:#}");
+    assert!(f["location"].as_str().unwrap().ends_with("openclaw.json:2:37"), "{f:#}");
     assert!(j["api_key"]["value"].is_null(), "{j:#}");
 
     // --model of `agent` picks Token Plan: only QWEN_TOKEN_PLAN_API_KEY is injected.

@@ -59,20 +59,16 @@ pub fn build(
                     Severity::Warning,
                     format!("{} in the workspace .env is ignored: OpenClaw never takes credentials or base URLs from it", e.key),
                     format!("move {} to {} (or qwen-env key set {})", e.key, oc.state_dir.join(".env").display(), e.key),
-                    Some(format!("{}:{}", f.label, e.line)),
+                    Some(e.loc(&f.label).to_string()),
                 ));
             } else {
-                env.push(
-                    &e.key,
-                    e.value.clone(),
-                    Origin::File { file: f.label.clone(), line: e.line },
-                );
+                env.push(&e.key, e.value.clone(), Origin::File(e.loc(&f.label)));
             }
         }
     }
     if let Some(f) = &oc.state_env {
         for e in &f.entries {
-            env.push(&e.key, e.value.clone(), Origin::File { file: f.label.clone(), line: e.line });
+            env.push(&e.key, e.value.clone(), Origin::File(e.loc(&f.label)));
         }
     }
     if let Some(vars) = config.and_then(|c| c.path(&["env", "vars"])).and_then(Node::as_object) {

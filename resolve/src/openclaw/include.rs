@@ -253,6 +253,7 @@ mod tests {
         fn load(&mut self, p: &Path) -> Result<Node, String> {
             let t = self.0.get(p).ok_or("ENOENT")?;
             crate::cache::parse_openclaw(t, &Arc::from(p.to_string_lossy().as_ref()))
+                .map_err(|e| e.to_string())
         }
     }
 

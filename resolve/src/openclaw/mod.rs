@@ -178,13 +178,18 @@ pub fn resolve(
     let mut config_ok = true;
     let config: Option<Node> = match (&oc.config, &oc.merged) {
         (Some(f), _) if f.parsed.is_err() => {
-            let e = f.parsed.as_ref().err().cloned().unwrap_or_default();
+            let e = f.parsed.as_ref().err();
+            let at = e.filter(|e| e.line > 0).map_or_else(
+                || f.label.to_string(),
+                |e| format!("{}:{}:{}", f.label, e.line, e.col),
+            );
+            let why = e.map_or_else(String::new, |e| format!(": {e}"));
             findings.push(finding(
                 "config-parse-error",
                 Severity::Error,
-                format!("{} does not parse as JSON5: {e}", f.label),
-                format!("fix the syntax in {}", f.label),
-                Some(f.label.to_string()),
+                format!("{} does not parse as JSON5{why}", f.label),
+                format!("fix the syntax in {at}"),
+                Some(at),
             ));
             config_ok = false;
             None
@@ -547,7 +552,9 @@ pub fn resolve(
     }
     let plain_key = key.as_deref().filter(|k| !k.contains('\u{1}'));
     if spec.id == "qwen" {
-        default_endpoint_rule(catalog, plain_key, base_is_default, &label, &mut findings);
+        // At the provider entry the baseUrl belongs in, else where the model is chosen.
+        let at = provider.map(|p| p.loc.to_string()).or_else(|| ref_loc.clone());
+        default_endpoint_rule(catalog, plain_key, base_is_default, &label, at, &mut findings);
     }
     if !(spec.id == "qwen"
         && base_is_default
@@ -593,6 +600,7 @@ fn default_endpoint_rule(
     key: Option<&str>,
     base_is_default: bool,
     label: &str,
+    at: Option<String>,
     findings: &mut Vec<Finding>,
 ) {
     let Some(df) = catalog.endpoint_family(DEFAULT_BASE).filter(|f| f.class.is_some()) else {
@@ -608,7 +616,7 @@ fn default_endpoint_rule(
         Severity::Error,
         format!("no baseUrl is configured for provider qwen, so OpenClaw sends this key to the {} endpoint {DEFAULT_BASE}; the key is not a key of {}", df.name, rules::key_words(&[df])),
         format!("set models.providers.qwen.baseUrl to the endpoint your key belongs to{targets} in {label}"),
-        Some(label.to_string()),
+        Some(at.unwrap_or_else(|| label.to_string())),
     ));
 }
 

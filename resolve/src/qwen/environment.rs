@@ -65,17 +65,13 @@ pub(super) fn overlay(src: &Sources, env_proc: &EnvView, raw: RawLayers) -> Over
     if trusted && let Some(f) = &src.qwen.project_env {
         for e in &f.entries {
             if allowed(&e.key, f, true, &excluded) {
-                env.push(
-                    &e.key,
-                    e.value.clone(),
-                    Origin::File { file: f.label.clone(), line: e.line },
-                );
+                env.push(&e.key, e.value.clone(), Origin::File(e.loc(&f.label)));
             }
         }
     }
     for f in &src.qwen.home_envs {
         for e in &f.entries {
-            env.push(&e.key, e.value.clone(), Origin::File { file: f.label.clone(), line: e.line });
+            env.push(&e.key, e.value.clone(), Origin::File(e.loc(&f.label)));
         }
     }
     if let Some(m) = s_narrow.get("env").and_then(Node::as_object) {

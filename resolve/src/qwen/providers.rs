@@ -115,7 +115,7 @@ pub(super) fn validate_providers(merged: &Node, findings: &mut Vec<Finding>) -> 
                     Severity::Warning,
                     format!("{path} repeats id \"{id}\" with the same baseUrl as {}: the later entry is ignored", first.path()),
                     format!("remove {path} or give it a different id"),
-                    Some(item.loc.to_string()),
+                    Some(item.get("id").map_or(&item.loc, |n| &n.loc).to_string()),
                 ));
                 continue;
             }
