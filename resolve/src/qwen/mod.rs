@@ -203,6 +203,7 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
     // A, B, C. Locations, settings, environment overlay (`--bare` reads neither settings nor
     // `.env` files).
     let mut key_refs: Vec<String> = Vec::new();
+    let mut env_refs: Vec<(String, String)> = Vec::new();
     let (layers, untrusted_workspace, env, unresolved) =
         if bare {
             (Vec::new(), false, env_proc, Vec::new())
@@ -214,6 +215,16 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
                 n.path(&["security", "auth", "apiKey"]).and_then(Node::as_str)
             }) {
                 key_refs = settings::references(s).map(str::to_string).collect();
+            }
+            // So are those a settings `env` value names (`"DASHSCOPE_API_KEY": "$MY_SECRET"`):
+            // Qwen Code expands it from the process environment, where `run` can put the
+            // keychain's MY_SECRET. Kept per variable; only the key's variables count (below).
+            for (_, _, n) in &raw.layers {
+                for (name, v) in n.get("env").and_then(Node::as_object).unwrap_or_default() {
+                    for r in v.as_str().into_iter().flat_map(settings::references) {
+                        env_refs.push((name.clone(), r.to_string()));
+                    }
+                }
             }
             let untrusted = raw.untrusted_workspace;
             let c = environment::overlay(src, &env_proc, raw);
@@ -316,6 +327,12 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
     if !bare {
         for r in key_refs {
             if !out.key_reads.contains(&r) {
+                out.key_reads.push(r);
+            }
+        }
+        let direct = out.key_reads.clone();
+        for (name, r) in env_refs {
+            if direct.contains(&name) && !out.key_reads.contains(&r) {
                 out.key_reads.push(r);
             }
         }
