@@ -180,6 +180,7 @@ fn same_files(a: &Sources, b: &Sources) -> bool {
         project_env,
         home_envs,
         trusted_folders,
+        trusted_folders_path,
     } = qwen;
     let OpenClawSources {
         state_dir,
@@ -206,6 +207,7 @@ fn same_files(a: &Sources, b: &Sources) -> bool {
         && same(project_env.as_ref(), b.qwen.project_env.as_ref())
         && same_all(home_envs, &b.qwen.home_envs)
         && same(trusted_folders.as_ref(), b.qwen.trusted_folders.as_ref())
+        && *trusted_folders_path == b.qwen.trusted_folders_path
         && *state_dir == b.openclaw.state_dir
         && same(config.as_ref(), b.openclaw.config.as_ref())
         && same(cwd_env.as_ref(), b.openclaw.cwd_env.as_ref())

@@ -141,7 +141,7 @@ impl Verifier {
             &t.key_source,
             Some(&t.base),
             &t.base_source,
-            t.model.as_ref().map(|(m, _)| m.as_str()),
+            t.model.as_ref().map(|(m, source)| (m.as_str(), source.as_str())),
             &mut out,
         );
         (out, true)

@@ -533,6 +533,7 @@ impl Load<'_> {
             workspace: if cwd_is_home { None } else { self.settings(&ws_path) },
             system: self.settings(&sys_path),
             trusted_folders: self.json5(&trust_path),
+            trusted_folders_path: trust_path,
             qdir,
             qwen_home_from_file,
             project_env,

@@ -61,7 +61,8 @@ pub fn base_url_rules(base: &str, source: &str, out: &mut Vec<Finding>) {
 }
 
 /// Rules about a key and the endpoint it is sent to, shared by every host. `key` is `None` for
-/// keychain placeholders (their format was checked when stored). What a base URL and a key are
+/// keychain placeholders (their format was checked when stored); `model` is the id and where it
+/// is set (a source such as `/s.json:4:9 model.name`, the location of the model-id rules). What a base URL and a key are
 /// is the catalogue's to say ([`Catalog::endpoint_class`], [`Catalog::key_class`]).
 #[allow(clippy::too_many_arguments)] // one call per host; a struct would only rename them
 pub fn key_endpoint_rules(
@@ -71,9 +72,11 @@ pub fn key_endpoint_rules(
     key_source: &str,
     base: Option<&str>,
     base_source: &str,
-    model: Option<&str>,
+    model: Option<(&str, &str)>,
     out: &mut Vec<Finding>,
 ) {
+    let (model, model_source) = model.unzip();
+    let model_at = model_source.filter(|s| !s.is_empty()).map(location_of);
     let ep_family = base.and_then(|b| catalog.endpoint_family(b));
     let ep = base.and_then(|b| catalog.endpoint_class(b));
     if let Some(k) = key {
@@ -205,7 +208,7 @@ pub fn key_endpoint_rules(
                 "use {}'s own id for the model (e.g. {bare}; GET <base URL>/models lists them), or, to use OpenRouter, set the base URL to {router} with an OpenRouter key",
                 ef.name
             ),
-            None,
+            model_at.clone(),
         ));
     }
     if ep == Some(Class::Openrouter)
@@ -218,9 +221,16 @@ pub fn key_endpoint_rules(
             Severity::Error,
             format!("model \"{m}\" is not in {}'s provider/model form", ef.name),
             format!("use e.g. qwen/{m} (the model ids {} lists at GET <base URL>/models)", ef.name),
-            None,
+            model_at,
         ));
     }
+}
+
+/// A finding's location from a source as `explain` shows it: `env NAME` and `keychain NAME` are
+/// the variable; a file's (`/s.json:4:9 model.name`, `/p/.env:2:1 OPENAI_MODEL`) is itself.
+fn location_of(source: &str) -> String {
+    let var = source.strip_prefix("env ").or_else(|| source.strip_prefix("keychain "));
+    var.unwrap_or(source).to_owned()
 }
 
 /// `provider/model` or `provider/model:tag`, as OpenRouter spells model ids: one slash, a
@@ -284,8 +294,8 @@ pub fn qwen(
             "workspace-untrusted",
             Severity::Info,
             "folder trust is on and this folder is not trusted: the workspace settings and project .env are ignored".into(),
-            format!("trust the folder in Qwen Code, or add \"{}\": \"TRUST_FOLDER\" to trustedFolders.json", src.cwd.display()),
-            None,
+            format!("trust the folder in Qwen Code, or add \"{}\": \"TRUST_FOLDER\" to {}", src.cwd.display(), src.qwen.trusted_folders_path.display()),
+            Some(src.qwen.trusted_folders_path.display().to_string()),
         ));
     }
     let key_source = o.fields[3].source.clone().unwrap_or_default();
@@ -302,7 +312,7 @@ pub fn qwen(
             &key_source,
             o.base_url.as_deref(),
             &base_source,
-            o.model.as_deref(),
+            o.model.as_deref().map(|m| (m, o.fields[1].source.as_deref().unwrap_or_default())),
             out,
         );
     }

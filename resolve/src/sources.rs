@@ -81,6 +81,8 @@ pub struct QwenSources {
     pub home_envs: Vec<Arc<EnvFile>>,
     /// `trustedFolders.json` (only consulted when folder trust is on).
     pub trusted_folders: Option<Arc<JsonFile>>,
+    /// Where `trustedFolders.json` is or would be (`QWEN_CODE_TRUSTED_FOLDERS_PATH`).
+    pub trusted_folders_path: PathBuf,
 }
 
 /// OpenClaw's files for one caller.

@@ -78,6 +78,20 @@ OPENAI_MODEL=qwen/qwen3-coder:free
   "security": { "auth": { "selectedType": "openai" } } }''' }
 
 [[case]]
+name = "qwen-openrouter-bare-model"
+files = { ".qwen/settings.json" = '''{
+  "security": { "auth": { "selectedType": "openai" } },
+  "model": { "name": "qwen3-coder" }
+}''', "work/proj/.env" = "OPENAI_BASE_URL=https://openrouter.ai/api/v1\n" }
+
+[[case]]
+name = "qwen-openrouter-model-on-dashscope"
+files = { "work/proj/.env" = '''OPENAI_API_KEY=sk-0123456789abcdef0123456789abcdef
+OPENAI_BASE_URL=https://dashscope-intl.aliyuncs.com/compatible-mode/v1
+OPENAI_MODEL=qwen/qwen3-coder:free
+''' }
+
+[[case]]
 name = "qwen-oauth-and-plaintext"
 files = { ".qwen/settings.json" = '''{
   "security": { "auth": { "selectedType": "qwen-oauth" } },
@@ -165,8 +179,14 @@ const NOT_A_MEMBER: [&str; 1] = ["config-parse-error"];
 /// where the element starts.
 const ARRAY_ELEMENT: [&str; 1] = ["provider-entry-invalid"];
 
-/// Codes about a file as a whole (its mode, its existence), located by its path alone.
-const WHOLE_FILE: [&str; 2] = ["secret-file-permissions", "openclaw-legacy-auth-profiles"];
+/// Codes about a file as a whole (its mode, its existence), or about what no file sets (located
+/// at the file the fix goes in), located by its path alone.
+const WHOLE_FILE: [&str; 4] = [
+    "secret-file-permissions",
+    "openclaw-legacy-auth-profiles",
+    "no-auth-type",
+    "workspace-untrusted",
+];
 
 /// Runs `explain --as-is --json` for the case and checks every finding's location; returns the
 /// codes whose file position was checked, and pushes what is wrong to `problems`.
@@ -208,7 +228,10 @@ fn check_case(env: &TestEnv, host: &str, case: &Case, problems: &mut Vec<String>
     let mut checked = Vec::new();
     for f in json["findings"].as_array().into_iter().flatten() {
         let code = f["code"].as_str().unwrap_or("?");
-        let Some(location) = f["location"].as_str() else { continue };
+        let Some(location) = f["location"].as_str() else {
+            problems.push(format!("{}: {code} has no location: {f}", case.name));
+            continue;
+        };
         let under_home = location.starts_with(&home.display().to_string());
         let Some((path, line, col)) = file_position(location) else {
             // The file alone: for a fact about the whole file, or for a file that does not
@@ -286,6 +309,8 @@ fn every_file_location_points_at_the_members_key() {
         "openclaw plaintext-secret",
         "openclaw key-endpoint-class-mismatch",
         "openclaw unread-variable",
+        "qwen openrouter-model-elsewhere",
+        "qwen openrouter-model-format",
     ] {
         assert!(checked.contains(want), "no position checked for {want}: {checked:?}");
     }

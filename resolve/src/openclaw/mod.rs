@@ -568,7 +568,10 @@ pub fn resolve(
             key_field.source.as_deref().unwrap_or(""),
             Some(&base),
             base_field.source.as_deref().unwrap_or(""),
-            model_field.value.as_deref(),
+            model_field
+                .value
+                .as_deref()
+                .map(|m| (m, model_field.source.as_deref().unwrap_or_default())),
             &mut findings,
         );
     }

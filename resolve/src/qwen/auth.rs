@@ -154,7 +154,9 @@ pub(super) fn select(
     Selected { text, auth, source: win.map(|i| auth_cands[i].source.clone()), field }
 }
 
-pub(super) fn no_auth_type(env: &EnvView) -> Finding {
+/// `user_settings` is where the fix goes (and the finding's location: nothing else says where).
+pub(super) fn no_auth_type(env: &EnvView, user_settings: &std::path::Path) -> Finding {
+    let us = user_settings.display();
     let have = |k: &str| env.nonempty(k).is_some();
     let mut missing: Vec<&str> = Vec::new();
     if !have("OPENAI_API_KEY") {
@@ -168,17 +170,19 @@ pub(super) fn no_auth_type(env: &EnvView) -> Finding {
     }
     let fix = if missing.len() < 3 {
         format!(
-            "set {} (the OPENAI_API_KEY + OPENAI_MODEL + OPENAI_BASE_URL triple must be complete), or set \"security\": {{\"auth\": {{\"selectedType\": \"openai\"}}}} in ~/.qwen/settings.json",
+            "set {} (the OPENAI_API_KEY + OPENAI_MODEL + OPENAI_BASE_URL triple must be complete), or set \"security\": {{\"auth\": {{\"selectedType\": \"openai\"}}}} in {us}",
             missing.join(" and ")
         )
     } else {
-        "set \"security\": {\"auth\": {\"selectedType\": \"openai\"}} and \"model\": {\"name\": \"MODEL\"} in ~/.qwen/settings.json, or pass --auth-type openai".into()
+        format!(
+            "set \"security\": {{\"auth\": {{\"selectedType\": \"openai\"}}}} and \"model\": {{\"name\": \"MODEL\"}} in {us}, or pass --auth-type openai"
+        )
     };
     finding(
         "no-auth-type",
         Severity::Error,
         "no auth type is selected: no --auth-type, no security.auth.selectedType, and the environment does not hold a complete OPENAI_API_KEY + OPENAI_MODEL + OPENAI_BASE_URL triple".into(),
         fix,
-        None,
+        Some(us.to_string()),
     )
 }

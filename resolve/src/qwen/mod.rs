@@ -276,7 +276,7 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
 
     let Some(t) = auth else {
         if selected.text.is_none() {
-            findings.push(auth::no_auth_type(&env));
+            findings.push(auth::no_auth_type(&env, &src.qwen.qdir.join("settings.json")));
             out.key_reads = vec!["OPENAI_API_KEY".to_string()];
         }
         out.findings = findings;
