@@ -273,7 +273,7 @@ impl Verifier {
                         code,
                         Severity::Error,
                         message,
-                        format!("change the base URL to {} in {}", e.base_url, t.base_source),
+                        base_fix(&e.base_url, &t.base_source),
                         &t.base_source,
                         format!("{ev}; {}", ok.evidence()),
                     ));
@@ -300,8 +300,12 @@ impl Verifier {
             Outcome::NotFound => {
                 let fix = match &here {
                     Some((_, e)) if !same_url(&e.base_url, &t.base) => {
-                        format!("change the base URL to {} in {}", e.base_url, t.base_source)
+                        base_fix(&e.base_url, &t.base_source)
                     }
+                    _ if is_default(&t.base_source) => format!(
+                        "set the base URL to your provider's endpoint: nothing sets one, so the {} is used, and it has no such path",
+                        t.base_source
+                    ),
                     _ => format!(
                         "check the path of the base URL in {}: an OpenAI-compatible server answers GET <base>/models (the base usually ends in /v1 or /compatible-mode/v1)",
                         t.base_source
@@ -320,7 +324,7 @@ impl Verifier {
                 "endpoint-unreachable",
                 Severity::Warning,
                 format!("{where_} could not be reached: {cause}"),
-                if t.base_source.starts_with("default") {
+                if is_default(&t.base_source) {
                     format!(
                         "check your network (HTTPS_PROXY/NO_PROXY are honoured): nothing sets this base URL, it is the tool's {}",
                         t.base_source
@@ -445,10 +449,7 @@ impl Verifier {
             if works.iter().any(|b| same_url(b, &s.base)) {
                 notes.push(format!("your settings use it: {here} ({})", s.base_source));
             } else if let Some(b) = works.first() {
-                notes.push(format!(
-                    "your settings use {here}: change the base URL to {b} in {}",
-                    s.base_source
-                ));
+                notes.push(format!("your settings use {here}: {}", base_fix(b, &s.base_source)));
             }
             findings = self.interpret(catalog, s);
             if !works.is_empty() {
@@ -607,4 +608,20 @@ fn summarize(catalog: &Catalog, results: &[(String, ProbeResult)]) -> Option<Pro
         result,
         at: r.at,
     })
+}
+
+/// Whether nothing sets the base URL: its source is the tool's default (`default (SDK)`,
+/// `default (provider qwen)`).
+fn is_default(base_source: &str) -> bool {
+    base_source.starts_with("default")
+}
+
+/// The fix that moves a key's requests to `to`: where the base URL is set, or, when nothing sets
+/// it, that one must be set (a default is not a place to edit).
+fn base_fix(to: &str, base_source: &str) -> String {
+    if is_default(base_source) {
+        format!("set the base URL to {to} (nothing sets one now, so the {base_source} is used)")
+    } else {
+        format!("change the base URL to {to} in {base_source}")
+    }
 }
