@@ -88,8 +88,10 @@ $Q daemon stop >/dev/null
     assert!(doctor.contains("fix: qwen-env key migrate --from keyutils"), "{ctx}");
     assert!(!doctor.contains("no problems found") && doctor.contains("rc=1"), "{ctx}");
 
-    // The prompt hook counts it as an error.
-    assert!(section(&all, "hook").contains("1 error in this directory's Qwen Code setup"), "{ctx}");
+    // The prompt hook counts it as an error and names the backend that holds it, by the fix.
+    let hook = section(&all, "hook");
+    assert!(hook.contains("1 error in this directory's Qwen Code setup"), "{ctx}");
+    assert!(hook.contains("(key-in-other-backend: qwen-env key migrate --from keyutils)"), "{ctx}");
 
     // key ls names the backend that has it.
     let ls = section(&all, "ls");

@@ -13,7 +13,8 @@ use std::process::Output;
 use qwen_env_tests::{TestEnv, bin, describe, output_with_stdin, require};
 
 /// The line the prompt hook prints for an empty HOME (Qwen Code has no auth type: one error).
-const LINE: &str = "qwen-env: 1 error in this directory's Qwen Code setup; run `qwen-env doctor`";
+const LINE: &str =
+    "qwen-env: 1 error in this directory's Qwen Code setup (no-auth-type); run `qwen-env doctor`";
 
 /// A shell under test: how to source a file, run the hook once, and print the last status.
 struct Shell {
@@ -301,7 +302,7 @@ fn default_command_picks_the_tool_checked_without_a_command() {
     env.write_config("default_command = \"openclaw\"\n");
     assert_eq!(
         env.ok(&["hook-status"]),
-        "qwen-env: 1 error in this directory's OpenClaw setup; run `qwen-env doctor`\n"
+        "qwen-env: 1 error in this directory's OpenClaw setup (key-missing); run `qwen-env doctor`\n"
     );
     let doctor = env.run(&["doctor", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use qwen_env_proto::endpoint::Endpoint;
-use qwen_env_proto::{Request, ResolveRequest, Response, Severity};
+use qwen_env_proto::{Finding, Request, ResolveRequest, Response, Severity};
 
 use super::run::caller_context;
 use crate::cli::HookShell;
@@ -48,29 +48,58 @@ fn check() -> Option<String> {
         ..ResolveRequest::default()
     });
     let Ok(Response::Resolved(r)) = client.request(&request) else { return None };
-    let errors = r.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    (errors > 0).then(|| line(errors, &r.tool))
+    let errors: Vec<&Finding> =
+        r.findings.iter().filter(|f| f.severity == Severity::Error).collect();
+    errors.first().map(|first| line(errors.len(), first, &r.tool))
 }
 
-/// The one line the prompt shows.
-fn line(errors: usize, tool: &str) -> String {
+/// The one line the prompt shows: how many errors, the first one's code (the daemon puts causes
+/// first) and, for a key that another keychain backend holds, the command that fixes it (the
+/// backend is in it), since `doctor` would say nothing else.
+fn line(errors: usize, first: &Finding, tool: &str) -> String {
     let tool = match tool {
         "qwen-code" => "Qwen Code",
         "openclaw" => "OpenClaw",
         other => other,
     };
     let noun = if errors == 1 { "error" } else { "errors" };
-    format!("qwen-env: {errors} {noun} in this directory's {tool} setup; run `qwen-env doctor`")
+    let what = match first.code.as_str() {
+        "key-in-other-backend" => {
+            let fix = first.fix.split(" (").next().unwrap_or(&first.fix);
+            format!("{}: {fix}", first.code)
+        }
+        code => code.to_owned(),
+    };
+    format!(
+        "qwen-env: {errors} {noun} in this directory's {tool} setup ({what}); run `qwen-env doctor`"
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use qwen_env_proto::{Finding, Severity};
+
+    fn finding(code: &str, fix: &str) -> Finding {
+        Finding {
+            code: code.into(),
+            severity: Severity::Error,
+            message: String::new(),
+            fix: fix.into(),
+            location: None,
+            evidence: None,
+        }
+    }
+
     #[test]
     fn line() {
         assert_eq!(
-            super::line(2, "qwen-code"),
-            "qwen-env: 2 errors in this directory's Qwen Code setup; run `qwen-env doctor`"
+            super::line(2, &finding("key-missing", "qwen-env key set K"), "qwen-code"),
+            "qwen-env: 2 errors in this directory's Qwen Code setup (key-missing); run `qwen-env doctor`"
         );
-        assert!(super::line(1, "openclaw").contains("1 error in this directory's OpenClaw"));
+        let other = finding("key-in-other-backend", "qwen-env key migrate --from keyutils (or …)");
+        assert_eq!(
+            super::line(1, &other, "openclaw"),
+            "qwen-env: 1 error in this directory's OpenClaw setup (key-in-other-backend: qwen-env key migrate --from keyutils); run `qwen-env doctor`"
+        );
     }
 }
