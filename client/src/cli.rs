@@ -4,11 +4,24 @@ use std::ffi::OsString;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What a new user does first, above the list of commands (README, "First steps").
+const START_HERE: &str = "\
+Start here:
+  qwen-env key set DASHSCOPE_API_KEY   store your key in the OS keychain (paste it at the prompt)
+  qwen-env doctor                      check this directory's setup; every problem has its fix
+  qwen-env run -- qwen                 start Qwen Code with the keychain's key (or -- openclaw)";
+
 /// Launch AI coding CLIs with the right credentials from the OS keychain.
 #[derive(Parser, Debug)]
 // The version is the top level's only (`qwen-env --version`): propagated, it made clap answer a
 // mistyped `doctor --verbose` with "a similar argument exists: '--version'".
-#[command(name = "qwen-env", version, about)]
+#[command(
+    name = "qwen-env",
+    version,
+    about,
+    before_help = START_HERE,
+    help_template = "{about-with-newline}\n{before-help}{usage-heading} {usage}\n\n{all-args}{after-help}"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

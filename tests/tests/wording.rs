@@ -25,3 +25,37 @@ fn a_mistyped_flag_is_not_pointed_at_version() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("--version"), "{}", describe(&out));
     assert!(env.ok(&["--version"]).starts_with("qwen-env "));
 }
+
+/// The first screen of `--help` (and of a bare `qwen-env`) says what to do first, and the
+/// commands it names are real: each one's own `--help` answers.
+#[test]
+fn help_starts_with_what_to_do_first() {
+    let env = TestEnv::new();
+    let help = env.ok(&["--help"]);
+    let top: Vec<&str> = help.lines().take(8).collect();
+    let start = top.iter().position(|l| *l == "Start here:").unwrap_or_else(|| panic!("{help}"));
+    let steps: Vec<&str> =
+        top[start + 1..].iter().take_while(|l| l.starts_with("  qwen-env ")).copied().collect();
+    assert_eq!(steps.len(), 3, "{help}");
+    assert!(
+        steps[0].contains("key set")
+            && steps[1].contains("doctor")
+            && steps[2].contains("run -- qwen")
+    );
+    for step in steps {
+        // `  qwen-env key set NAME   what it does`: the command, up to its argument.
+        let command = step.trim_start().split("   ").next().unwrap_or_default();
+        let words: Vec<&str> = command
+            .split_whitespace()
+            .skip(1)
+            .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+            .collect();
+        let mut args = words.clone();
+        args.push("--help");
+        let out = env.run(&args);
+        assert!(out.status.success(), "{step}: {}", describe(&out));
+    }
+    // A bare `qwen-env` (a usage error) shows the same start.
+    let out = env.run(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Start here:"), "{}", describe(&out));
+}
