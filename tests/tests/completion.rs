@@ -4,7 +4,8 @@
 //! `completions <TAB>` offer shells, not files. bash is driven as
 //! its completion would be (`complete -p` plus `COMP_WORDS`/`COMP_CWORD`), zsh through `compinit`
 //! in a pseudo-terminal (`zsh/zpty`, with `compadd` reporting what it was given), fish through
-//! `complete -C`.
+//! `complete -C`. And in each of the three, every subcommand and long flag at every level of
+//! the command tree (read from the real `--help` of each level) is offered.
 
 use std::process::Output;
 
@@ -223,4 +224,150 @@ fn fish_completes_keys_profiles_and_hook_shells() {
             ("qwen-env doctor --silence ", &CODES),
         ],
     );
+}
+
+/// One level of the command tree as `--help` shows it: the words after `qwen-env`, the
+/// subcommands and the long flags.
+struct Level {
+    path: Vec<String>,
+    subcommands: Vec<String>,
+    flags: Vec<String>,
+}
+
+/// The whole command tree, read from the real `--help` of every level (so a subcommand or flag
+/// added later is checked without touching this test).
+fn tree(env: &TestEnv) -> Vec<Level> {
+    let mut out = Vec::new();
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = env.ok(&args);
+        let mut section = "";
+        let (mut subcommands, mut flags) = (Vec::new(), Vec::new());
+        for line in help.lines() {
+            if !line.starts_with(' ') {
+                section = line.trim_end_matches(':');
+                continue;
+            }
+            let spec = line.trim_start().split("  ").next().unwrap_or_default();
+            match section {
+                "Commands" => subcommands.push(spec.to_owned()),
+                "Options" => flags.extend(
+                    spec.split([',', ' '])
+                        .filter(|w| w.starts_with("--") && w.len() > 2)
+                        .map(str::to_owned),
+                ),
+                _ => {}
+            }
+        }
+        for sub in subcommands.iter().filter(|s| *s != "help") {
+            todo.push(path.iter().cloned().chain([sub.clone()]).collect());
+        }
+        out.push(Level { path, subcommands, flags });
+    }
+    assert!(
+        out.len() >= 20,
+        "the tree has {} levels: `--help` no longer lists commands",
+        out.len()
+    );
+    out
+}
+
+/// The lines to complete for every level (`qwen-env key ` for its subcommands, `qwen-env key
+/// set --` for its flags) and what each must offer (at least).
+fn tree_lines(env: &TestEnv) -> Vec<(String, Vec<String>)> {
+    let mut lines = Vec::new();
+    for level in tree(env) {
+        let words: String = level.path.iter().map(|w| format!("{w} ")).collect();
+        if !level.subcommands.is_empty() {
+            lines.push((format!("qwen-env {words}"), level.subcommands));
+        }
+        if !level.flags.is_empty() {
+            lines.push((format!("qwen-env {words}--"), level.flags));
+        }
+    }
+    lines
+}
+
+/// Every line's block holds at least what `--help` lists for it.
+fn expect_superset(out: &Output, lines: &[(String, Vec<String>)]) {
+    let got = blocks(out);
+    let mut missing = Vec::new();
+    for (line, want) in lines {
+        let Some((_, words)) = got.iter().find(|(l, _)| l == line) else {
+            panic!("no block for `{line}`: {}", describe(out))
+        };
+        for w in want.iter().filter(|w| !words.contains(w)) {
+            missing.push(format!("`{line}` does not offer {w} (offers {words:?})"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+#[test]
+fn bash_completes_every_subcommand_and_flag_at_every_level() {
+    if !require("bash") {
+        return;
+    }
+    let env = setup();
+    let lines = tree_lines(&env);
+    let path = script(&env, "bash");
+    let quoted: Vec<String> = lines.iter().map(|(l, _)| format!("'{l}'")).collect();
+    let body = format!(
+        "source '{}'\nfn=$(complete -p qwen-env | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\n\
+         for line in {}; do\n\
+         read -ra COMP_WORDS <<<\"$line\"; [[ $line == *' ' ]] && COMP_WORDS+=('')\n\
+         COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMPREPLY=()\n\
+         \"$fn\" qwen-env \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         echo \"[$line]\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"; done\n",
+        path.display(),
+        quoted.join(" ")
+    );
+    let out = env.command("bash").args(["--norc", "--noprofile", "-c", &body]).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    expect_superset(&out, &lines);
+}
+
+#[test]
+fn zsh_completes_every_subcommand_and_flag_at_every_level() {
+    if !require("zsh") {
+        return;
+    }
+    let env = setup();
+    let lines = tree_lines(&env);
+    let path = script(&env, "zsh");
+    let capture = env.root.path().join("capture.zsh");
+    std::fs::write(&capture, ZSH_CAPTURE).unwrap();
+    let out = env
+        .command("timeout")
+        .arg("300")
+        .arg("zsh")
+        .arg("-f")
+        .arg(&capture)
+        .args(lines.iter().map(|(l, _)| l))
+        .env("FPATH_DIR", path.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    expect_superset(&out, &lines);
+}
+
+#[test]
+fn fish_completes_every_subcommand_and_flag_at_every_level() {
+    if !require("fish") {
+        return;
+    }
+    let env = setup();
+    let lines = tree_lines(&env);
+    let path = script(&env, "fish");
+    let quoted: Vec<String> = lines.iter().map(|(l, _)| format!("'{l}'")).collect();
+    let body = format!(
+        "source '{}'\nfor line in {}\n  echo \"[$line]\"; complete -C \"$line\"\nend\n",
+        path.display(),
+        quoted.join(" ")
+    );
+    let out = env.command("fish").args(["--no-config", "-c", &body]).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    expect_superset(&out, &lines);
 }
