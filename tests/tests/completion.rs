@@ -279,7 +279,7 @@ fn tree(env: &TestEnv) -> Vec<Level> {
 fn tree_lines(env: &TestEnv) -> Vec<(String, Vec<String>)> {
     let mut lines = Vec::new();
     for level in tree(env) {
-        let words: String = level.path.iter().map(|w| format!("{w} ")).collect();
+        let words: String = level.path.iter().flat_map(|w| [w.as_str(), " "]).collect();
         if !level.subcommands.is_empty() {
             lines.push((format!("qwen-env {words}"), level.subcommands));
         }
