@@ -1216,8 +1216,28 @@ fn openclaw_unknown_model_predictions() {
     // An unresolved ${VAR} in baseUrl.
     t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "${MY_BASE}/v1"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
     let (r, _) = go(&t, &c, &Run::default());
-    assert!(r.findings.iter().any(|f| f.code == "openclaw-unknown-model" && f.message.contains("not an http(s) URL")), "{:?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.code == "openclaw-unknown-model"
+            && f.message.contains("names ${MY_BASE}, which nothing defines")
+            && f.fix.starts_with("define MY_BASE")),
+        "{:?}",
+        r.findings
+    );
+    // With a models[] row the model is known and the URL fails ("Invalid URL", real run); so
+    // does a URL that is not http(s).
+    for base in ["${MY_BASE}/v1", "ftp://127.0.0.1:9/v1"] {
+        t.write(".openclaw/openclaw.json", &format!(r#"{{"models": {{"providers": {{"qwen": {{"baseUrl": "{base}", "models": [{{"id": "q", "name": "q"}}]}}}}}}, "agents": {{"defaults": {{"model": "qwen/q"}}}}}}"#));
+        let (r, _) = go(&t, &c, &Run::default());
+        let codes = codes(&r);
+        assert!(
+            codes.contains(&"openclaw-base-url-invalid")
+                && !codes.contains(&"openclaw-unknown-model"),
+            "{base}: {:?}",
+            r.findings
+        );
+    }
     // Defined, it is substituted and accepted.
+    t.write(".openclaw/openclaw.json", r#"{"models": {"providers": {"qwen": {"baseUrl": "${MY_BASE}/v1"}}}, "agents": {"defaults": {"model": "qwen/q"}}}"#);
     let c2 =
         t.caller(&p, &["openclaw"], &[("QWEN_API_KEY", DS_KEY), ("MY_BASE", "http://127.0.0.1:9")]);
     let (r, _) = go(&t, &c2, &Run::default());

@@ -80,9 +80,10 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(150);
 const CHAT_PATH: &str = "/chat/completions";
 /// Error findings that say OpenClaw sends nothing. Other errors (a key sent to the wrong plan, a
 /// `profile:` literal, an endpoint the directory chose) are about a request that does go out.
-const STOP_CODES: [&str; 6] = [
+const STOP_CODES: [&str; 7] = [
     "key-missing",
     "openclaw-unknown-model",
+    "openclaw-base-url-invalid",
     "openclaw-legacy-auth-profiles",
     "openclaw-config-invalid",
     "openclaw-profile-ref-invalid",

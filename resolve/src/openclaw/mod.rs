@@ -301,7 +301,9 @@ pub fn resolve(
             == Some(mref.raw.as_str())
             || d.path(&["models"]).and_then(|m| m.get(&mref.raw)).is_some()
     });
-    if let Some(why) = model::unknown_model(&spec, &mref, provider, &base, configured) {
+    let unknown = model::unknown_model(&spec, &mref, provider, &base, configured);
+    let unset_var = env::unresolved(&base);
+    if let Some(why) = &unknown {
         let listed = cfg
             .and_then(|c| c.path(&["agents", "defaults", "models"]))
             .and_then(|m| m.get(&format!("{pname}/{}", mref.id)))
@@ -318,12 +320,23 @@ pub fn resolve(
             "openclaw-unknown-model",
             Severity::Error,
             format!("Unknown model: {pname}/{}{found}: OpenClaw stops before sending anything, because {why}", mref.id),
-            format!(
-                "add {} to models.providers[\"{pname}\"].models in {label}{}",
-                model::row_fix(&mref.id),
-                if base.starts_with("http") { String::new() } else { format!(", and set models.providers.{pname}.baseUrl to an https:// endpoint (define the variable it names, or write the URL)") }
-            ),
+            match &unset_var {
+                Some(var) => format!("define {var} (export it, or set it in {}) or write the URL in models.providers.{pname}.baseUrl in {label}", oc.state_dir.join(".env").display()),
+                None => format!("add {} to models.providers[\"{pname}\"].models in {label}", model::row_fix(&mref.id)),
+            },
             provider.and_then(|p| p.get("models")).map(|n| n.loc.to_string()).or(base_loc.clone()).or(ref_loc.clone()),
+        ));
+    }
+    if unknown.is_none() && !base.is_empty() && (unset_var.is_some() || !model::is_http(&base)) {
+        findings.push(finding(
+            "openclaw-base-url-invalid",
+            Severity::Error,
+            format!("the baseUrl \"{base}\" of provider {pname} is not an http(s) URL{}: OpenClaw sends nothing (\"Invalid URL\")", unset_var.as_ref().map_or_else(String::new, |v| format!(" (${{{v}}} is not defined)"))),
+            match &unset_var {
+                Some(var) => format!("define {var} (export it, or set it in {}) or write the URL in models.providers.{pname}.baseUrl in {label}", oc.state_dir.join(".env").display()),
+                None => format!("set models.providers.{pname}.baseUrl to an https:// endpoint in {label}"),
+            },
+            base_loc.clone(),
         ));
     }
     if base.is_empty() {

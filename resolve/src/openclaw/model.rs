@@ -294,10 +294,14 @@ pub fn unknown_model(
             spec.id, spec.id, m.id
         ));
     }
-    if super::env::unresolved(base).is_some()
-        || !(base.starts_with("http://") || base.starts_with("https://"))
-    {
-        return Some(format!("the baseUrl \"{base}\" is not an http(s) URL"));
+    // Real runs: with `${VAR}` undefined OpenClaw warns "Missing env var" and the model is
+    // unknown unless a models[] row names it (then the request fails as an "Invalid URL"); a
+    // defined URL that is not http(s) is not native, so any id is known and the fetch fails.
+    if let Some(var) = super::env::unresolved(base) {
+        return Some(format!("the baseUrl \"{base}\" names ${{{var}}}, which nothing defines"));
+    }
+    if !is_http(base) {
+        return None;
     }
     let in_catalog = catalog(spec, base).contains(&m.id.as_str());
     if !is_native(base) || (in_catalog && (configured || m.source != RefSource::Flag)) {
@@ -328,6 +332,11 @@ pub fn unknown_model(
             spec.id, m.id
         )
     })
+}
+
+/// Whether `base` is a URL OpenClaw fetches (`http://`, `https://`).
+pub fn is_http(base: &str) -> bool {
+    base.starts_with("http://") || base.starts_with("https://")
 }
 
 /// A `models[]` row to add, as JSON text for a fix.
@@ -403,7 +412,8 @@ mod tests {
             unknown_model(&QWEN, &m("q"), Some(&empty), "http://127.0.0.1:9/v1", false).is_none()
         );
         assert!(unknown_model(&QWEN, &m("q"), None, "${QWEN_BASE}/v1", false).is_some());
-        assert!(unknown_model(&QWEN, &m("q"), None, "ftp://x/v1", false).is_some());
+        // Not http(s): any id is known there; the fetch fails ("Invalid URL", real run).
+        assert!(unknown_model(&QWEN, &m("q"), None, "ftp://x/v1", false).is_none());
         assert!(
             unknown_model(&LEGACY_TOKEN_PLAN, &m("q"), Some(&other), "http://127.0.0.1:9", false)
                 .is_some()
