@@ -100,19 +100,26 @@ pub fn parse(src: &str) -> Vec<Entry> {
     out
 }
 
-/// dotenv's object: the last value of each key, in first-seen order.
-pub fn to_map(entries: &[Entry]) -> Vec<(String, String)> {
-    let mut m: Vec<(String, String)> = Vec::new();
+/// dotenv's object as the entries that make it: for each key its last entry (whose value the
+/// object holds, and whose line a finding names), in first-seen order. What a tool that loads the
+/// file sees: a key written twice has its later value.
+pub fn effective(entries: &[Entry]) -> Vec<&Entry> {
+    let mut m: Vec<&Entry> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for e in entries {
         if let Some(&i) = index.get(e.key.as_str()) {
-            m[i].1.clone_from(&e.value);
+            m[i] = e;
         } else {
             index.insert(&e.key, m.len());
-            m.push((e.key.clone(), e.value.clone()));
+            m.push(e);
         }
     }
     m
+}
+
+/// dotenv's object: the last value of each key, in first-seen order.
+pub fn to_map(entries: &[Entry]) -> Vec<(String, String)> {
+    effective(entries).into_iter().map(|e| (e.key.clone(), e.value.clone())).collect()
 }
 
 #[cfg(test)]
