@@ -215,7 +215,8 @@ pub enum KeyCommand {
     },
     /// Move literal keys from settings, .env and OpenClaw files into the keychain.
     Import {
-        /// Also remove each imported key from its file (a backup is kept beside it).
+        /// Also remove each imported key from its file (a private backup of the file is kept under
+        /// the state directory, `~/.local/state/qwen-env/backups/`).
         #[arg(long)]
         scrub: bool,
         /// Replace a different value that the keychain already holds.

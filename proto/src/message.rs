@@ -134,7 +134,7 @@ pub struct ImportRequest {
     pub caller: CallerContext,
     /// Only these files (absolute paths).
     pub paths: Vec<String>,
-    /// Remove each imported literal from its file (a backup is kept beside it).
+    /// Remove each imported literal from its file (a backup is kept under the state directory).
     pub scrub: bool,
     /// Replace a different value already in the keychain.
     pub force: bool,
