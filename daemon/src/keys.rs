@@ -505,7 +505,8 @@ impl Keys {
                 let meta = KeyMeta {
                     fingerprint: m.fingerprint.clone(),
                     masked: m.masked.clone(),
-                    created: m.created,
+                    // The age of the value: a rotated key (`key set` with a new value) is new.
+                    created: m.changed.max(m.created),
                 };
                 (name.clone(), meta)
             })

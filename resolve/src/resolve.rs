@@ -29,7 +29,7 @@ pub struct KeyMeta {
     pub fingerprint: String,
     /// `sk-…a289`.
     pub masked: String,
-    /// When it was stored (Unix seconds).
+    /// When its current value was stored (Unix seconds): `key-age` counts from here.
     pub created: u64,
 }
 

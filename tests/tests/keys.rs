@@ -210,6 +210,53 @@ fn key_set_shows_the_fingerprint_it_replaces() {
     assert!(String::from_utf8_lossy(&same.stdout).contains("the same value was already stored"));
 }
 
+/// `key-age` counts from when the current value was stored: a key stored 200 days ago warns, and
+/// storing the rotated key (the warning's own fix) ends the warning.
+#[test]
+fn a_rotated_key_restarts_its_age() {
+    const NEW: &str = "sk-fedcba9876543210fedcb777";
+    let env = TestEnv::new();
+    env.set_key("DASHSCOPE_API_KEY", KEY);
+    let qwen = env.home.join(".qwen");
+    std::fs::create_dir_all(&qwen).unwrap();
+    std::fs::write(
+        qwen.join("settings.json"),
+        r#"{ "modelProviders": { "openai": [ { "id": "qwen3-coder-plus", "envKey": "DASHSCOPE_API_KEY",
+               "baseUrl": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1" } ] },
+             "security": { "auth": { "selectedType": "openai" } }, "model": { "name": "qwen3-coder-plus" } }"#,
+    )
+    .unwrap();
+    // The daemon's metadata, as if the key had been stored 200 days ago.
+    env.ok(&["daemon", "stop"]);
+    let meta = std::fs::read_dir(env.root.path().join("data/qwen-env"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("keys.")))
+        .expect("the daemon's key metadata");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    let then =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+            - 200 * 86_400;
+    for field in ["created", "changed"] {
+        doc["keys"]["DASHSCOPE_API_KEY"][field] = then.into();
+    }
+    std::fs::write(&meta, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let codes = |env: &TestEnv| {
+        let out = env.run(&["doctor", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(codes(&env).contains(&"\"key-age\"".to_owned()), "{:?}", codes(&env));
+    env.set_key("DASHSCOPE_API_KEY", NEW);
+    assert!(!codes(&env).contains(&"\"key-age\"".to_owned()), "{:?}", codes(&env));
+}
+
 /// Runs argv on a fresh pty, types standard input once the prompt shows, prints the output and
 /// then `exit=N echo=BOOL` (the terminal's echo flag after the process ended).
 const DRIVER: &str = r#"
