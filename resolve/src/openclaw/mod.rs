@@ -14,15 +14,18 @@
 //!   `apiKey`, and the legacy `auth-profiles.json` that fails closed;
 //! - the key order: profile reference > `auth: "api-key"` config key > stored profiles > env
 //!   variables > config literal or SecretRef;
-//! - the offline "Unknown model" failures: on a native host a model in neither `models[]` nor
-//!   the plugin's catalogue for that host (none for the standard hosts), a base URL that is not
-//!   http(s).
+//! - the offline failures: "Unknown model" on a native host for a model in neither `models[]`
+//!   nor the plugin's catalogue for that host (none for the standard hosts), or with a `${VAR}`
+//!   in the base URL that nothing defines; "Invalid URL" for a base URL that is not http(s).
+//!
+//! Not read, on purpose: the per-agent `models.json`. Real runs show that neither its
+//! `baseUrl` nor its `apiKey` changes what is sent (differential cases `agent-models-json-*`),
+//! although OpenClaw's documentation says they win.
 //!
 //! Not modelled: profile pins (`--auth-profile`, session overrides), `credentialPrecedence:
 //! "env-first"`, cooldowns and OAuth refresh in the profile order, the model when none is
 //! configured (the qwen provider is assumed), SecretRefs other than
-//! `source: "env"`, agents other than `main`, per-agent `models.json` (its `baseUrl` is ignored
-//! at request time, so it does not change what is sent), the login-shell import, and providers
+//! `source: "env"`, agents other than `main`, the login-shell import, and providers
 //! outside the qwen plugin.
 
 pub mod env;
