@@ -245,7 +245,9 @@ impl Engine {
     pub async fn answer(&self, ask: &Ask<'_>, probes: Probes) -> Assessment {
         let mut a = self.assess(ask, probes).await;
         self.watcher.track(ask.caller, &a.resolution.tool, &a.watched, &a.resolution.findings);
-        if let Some(note) = self.watcher.note() {
+        if let Some(note) = self.watcher.note()
+            && !self.resolver.silenced().iter().any(|c| c == "watch-limit")
+        {
             a.resolution.findings.push(watch_limit(note));
         }
         a

@@ -201,6 +201,11 @@ fn at_the_watch_limit_changes_are_still_seen_on_the_next_command() {
     write(&proj.join(".env"), "OPENAI_API_KEY=sk-unwatched00000000000006\n");
     assert!(wait_until(WAIT, || explain(&env, &proj)["api_key"]["fingerprint"]
         == fingerprint("sk-unwatched00000000000006")));
+    // Silenced like any other code (status still has the note).
+    env.write_config("silence = [\"watch-limit\"]\n");
+    assert!(wait_until(WAIT, || {
+        !explain(&env, &proj)["findings"].to_string().contains("watch-limit")
+    }));
 }
 
 /// Every answer is exact right after an edit, with no wait: in-place rewrites of the same size

@@ -95,7 +95,8 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "QWEN_ENV_NAMESPACE",
-        "Keep keys, metadata and the daemon apart under this name (tests, several setups).",
+        "Keep keychain entries, key metadata and trust records apart under this name (tests, \
+         several setups); the daemon, its socket and its config stay the same.",
     ),
     ("QWEN_ENV_DAEMON", "The qwen-envd binary to start (default: beside qwen-env, else on PATH)."),
     ("QWEN_ENV_LOG", "The daemon's log level (error, warn, info, debug)."),
