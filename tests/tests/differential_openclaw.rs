@@ -26,7 +26,9 @@
 //! Cases with a `keychain` entry also store that key (`qwen-env key set NAME`, value on stdin) and
 //! check that under `qwen-env run -- openclaw ARGS` the key that arrives is the keychain's, or,
 //! where OpenClaw prefers a literal or a stored profile (`keychain.arrives`), that plain `explain`
-//! and `run` report the case's finding and `run --strict` does not start OpenClaw.
+//! and `run` report the case's finding and `run --strict` does not start OpenClaw. Cases without
+//! one run `qwen-env run -- openclaw ARGS` with an empty keychain: the same request must arrive
+//! as without qwen-env (or, as without it, none).
 //!
 //! Every disagreement is collected; the report at the end lists them all, one line per case and
 //! field (`case | field | real OpenClaw | explain`), then the test fails if there were any.
@@ -744,10 +746,58 @@ fn run_case_inner(
         compare(p, &seen, &want, &mock.addr().to_string(), out);
     }
 
-    // 4. Under `qwen-env run`, with the key in the keychain.
-    if let (Some(kc), Some(_)) = (&case.keychain, client) {
-        mock.clear();
-        run_with_keychain(kc, &want, &sandbox, &cwd, &extra, &args, &mock, out)?;
+    // 4. Under `qwen-env run`: with the key in the keychain, the keychain's (or OpenClaw's
+    // preference) arrives; with nothing in the keychain, what arrived without qwen-env.
+    match (&case.keychain, client) {
+        (Some(kc), Some(_)) => {
+            mock.clear();
+            run_with_keychain(kc, &want, &sandbox, &cwd, &extra, &args, &mock, out)?;
+        }
+        (None, Some(_)) => {
+            mock.clear();
+            run_without_keys(&sandbox, &cwd, &extra, &args, &mock, &seen, out)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `qwen-env run -- openclaw ARGS` with nothing in the keychain: `run` adds and removes nothing,
+/// so the same request arrives (key, base path, model), or, as without it, none.
+fn run_without_keys(
+    sandbox: &Sandbox,
+    cwd: &Path,
+    extra: &[(String, String)],
+    args: &[String],
+    mock: &MockServer,
+    before: &Seen,
+    out: &mut Outcome,
+) -> io::Result<()> {
+    let mut a = vec!["run", "--", "openclaw"];
+    a.extend(args.iter().map(String::as_str));
+    let ran = run_bounded(
+        sandbox.client(&a, cwd, extra),
+        None,
+        RUN_TIMEOUT,
+        &sandbox.logs,
+        "run-no-keys",
+    )?;
+    let seen = Seen::of(&mock.requests(), &ran);
+    out.log.push(format!("real under run, no keys: {}", seen.describe()));
+    let same = match (before, &seen) {
+        (Seen::Arrived(a), Seen::Arrived(b)) => {
+            arrived_fp(a) == arrived_fp(b) && a.path == b.path && a.model() == b.model()
+        }
+        (Seen::Connect(a), Seen::Connect(b)) => a == b,
+        (Seen::Nothing(_), Seen::Nothing(_)) => true,
+        _ => false,
+    };
+    if !same {
+        out.problem(format!(
+            "[run, no keys] without qwen-env: {}; under run: {}",
+            before.describe(),
+            seen.describe()
+        ));
     }
     Ok(())
 }
