@@ -13,7 +13,8 @@
 //!
 //! Cases with a `keychain` entry also store that key (`qwen-env key set NAME`, value on stdin) and
 //! check that under `qwen-env run -- qwen ARGS -p hi` the key that arrives is the keychain's, and
-//! that plain `explain --json` predicts it.
+//! that plain `explain --json` predicts it. Cases without one run `qwen-env run -- qwen ARGS -p hi`
+//! with an empty keychain: the same request must arrive as without qwen-env.
 //!
 //! Qwen Code comes from `.ci/install-qwen.sh` (`QWEN_ENV_QWEN_DIR`, default
 //! `~/.cache/qwen-env-ci/qwen`). Without it the suite fails when `CI=true` and skips loudly
@@ -27,7 +28,7 @@
 //! `QWEN_ENV_KEYRING=keyutils`, `QWEN_USAGE_STATISTICS_ENABLED=false` (Qwen Code's RUM telemetry is
 //! on by default), stdin `/dev/null`. Each process runs in its own process group with a deadline;
 //! at most two Qwen Code runs at a time (CI has two cores). The keyutils entries are removed after
-//! each case; CI runs the suite inside a private session keyring (`keyctl session`).
+//! each case, and every daemon joins a session keyring of its own (`daemon/src/keychain.rs`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -585,10 +586,62 @@ fn run_case_inner(
         compare_prediction(p, arrived, &mock.addr().to_string(), "explain --as-is", out);
     }
 
-    // 4. Under `qwen-env run`, with the key in the keychain.
-    if let (Some(kc), Some(c)) = (&case.keychain, client) {
-        mock.clear();
-        run_with_keychain(case, kc, c.explain, &sandbox, &cwd, &extra, &qwen_args, &mock, out)?;
+    // 4. Under `qwen-env run`: with the key in the keychain, the keychain's arrives; with
+    // nothing in the keychain, what arrived without qwen-env.
+    match (&case.keychain, client) {
+        (Some(kc), Some(c)) => {
+            mock.clear();
+            run_with_keychain(case, kc, c.explain, &sandbox, &cwd, &extra, &qwen_args, &mock, out)?;
+        }
+        (None, Some(_)) => {
+            let before = (arrived_fp(arrived), arrived.path.clone(), arrived_model.clone());
+            mock.clear();
+            run_without_keys(&before, &sandbox, &cwd, &extra, &qwen_args, &mock, out)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `qwen-env run -- qwen ARGS` with nothing in the keychain: `run` adds and removes nothing, so
+/// the same request arrives as without it (`before`: key fingerprint, path, model).
+fn run_without_keys(
+    before: &(String, String, String),
+    sandbox: &Sandbox,
+    cwd: &Path,
+    extra: &[(String, String)],
+    qwen_args: &[String],
+    mock: &MockServer,
+    out: &mut Outcome,
+) -> io::Result<()> {
+    let mut args = vec!["run", "--", "qwen"];
+    args.extend(qwen_args.iter().map(String::as_str));
+    let ran = run_bounded(
+        sandbox.client(&args, cwd, extra),
+        None,
+        RUN_TIMEOUT,
+        &sandbox.logs,
+        "run-no-keys",
+    )?;
+    let requests = mock.requests();
+    let Some((arrived, _)) = first_chat(&requests) else {
+        out.problem(format!(
+            "[run, no keys] no chat completion arrived under `qwen-env run`: {}",
+            ran.describe()
+        ));
+        return Ok(());
+    };
+    let now =
+        (arrived_fp(arrived), arrived.path.clone(), arrived.model().unwrap_or_default().to_owned());
+    out.log.push(format!(
+        "arrived under run, no keys: POST {} model {:?} key {}",
+        now.1, now.2, now.0
+    ));
+    if now != *before {
+        out.problem(format!(
+            "[run, no keys] without qwen-env POST {} model {:?} key {}; under run POST {} model {:?} key {}",
+            before.1, before.2, before.0, now.1, now.2, now.0
+        ));
     }
     Ok(())
 }

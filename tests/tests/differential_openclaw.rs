@@ -48,8 +48,8 @@
 //! `QWEN_ENV_KEYRING=keyutils`, `OPENCLAW_NO_AUTO_UPDATE=1` (no update check, no feature
 //! statistics), `OPENCLAW_DISABLE_BONJOUR=1`, the proxy variables above, stdin `/dev/null` unless
 //! a setup step feeds it. Each process runs in its own process group with a deadline; at most two
-//! OpenClaw runs at a time. The keyutils entries are removed after each case; CI runs the suite
-//! inside a private session keyring (`keyctl session`).
+//! OpenClaw runs at a time. The keyutils entries are removed after each case, and every daemon
+//! joins a session keyring of its own (`daemon/src/keychain.rs`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
