@@ -306,6 +306,12 @@ pub fn resolve(
     });
     let unknown = model::unknown_model(&spec, &mref, provider, &base, configured);
     let unset_var = env::unresolved(&base);
+    let define_var = unset_var.as_ref().map(|var| {
+        format!(
+            "define {var} (export it, or set it in {}) or write the URL in models.providers.{pname}.baseUrl in {label}",
+            oc.state_dir.join(".env").display()
+        )
+    });
     if let Some(why) = &unknown {
         let listed = cfg
             .and_then(|c| c.path(&["agents", "defaults", "models"]))
@@ -323,10 +329,9 @@ pub fn resolve(
             "openclaw-unknown-model",
             Severity::Error,
             format!("Unknown model: {pname}/{}{found}: OpenClaw stops before sending anything, because {why}", mref.id),
-            match &unset_var {
-                Some(var) => format!("define {var} (export it, or set it in {}) or write the URL in models.providers.{pname}.baseUrl in {label}", oc.state_dir.join(".env").display()),
-                None => format!("add {} to models.providers[\"{pname}\"].models in {label}", model::row_fix(&mref.id)),
-            },
+            define_var.clone().unwrap_or_else(|| {
+                format!("add {} to models.providers[\"{pname}\"].models in {label}", model::row_fix(&mref.id))
+            }),
             provider.and_then(|p| p.get("models")).map(|n| n.loc.to_string()).or(base_loc.clone()).or(ref_loc.clone()),
         ));
     }
@@ -335,10 +340,9 @@ pub fn resolve(
             "openclaw-base-url-invalid",
             Severity::Error,
             format!("the baseUrl \"{base}\" of provider {pname} is not an http(s) URL{}: OpenClaw sends nothing (\"Invalid URL\")", unset_var.as_ref().map_or_else(String::new, |v| format!(" (${{{v}}} is not defined)"))),
-            match &unset_var {
-                Some(var) => format!("define {var} (export it, or set it in {}) or write the URL in models.providers.{pname}.baseUrl in {label}", oc.state_dir.join(".env").display()),
-                None => format!("set models.providers.{pname}.baseUrl to an https:// endpoint in {label}"),
-            },
+            define_var.clone().unwrap_or_else(|| {
+                format!("set models.providers.{pname}.baseUrl to an https:// endpoint in {label}")
+            }),
             base_loc.clone(),
         ));
     }
