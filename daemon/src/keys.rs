@@ -505,8 +505,8 @@ impl Keys {
                 let meta = KeyMeta {
                     fingerprint: m.fingerprint.clone(),
                     masked: m.masked.clone(),
-                    // The age of the value: a rotated key (`key set` with a new value) is new.
-                    created: m.changed.max(m.created),
+                    // A rotated key (`key set` with a new value) is a new one.
+                    stored: m.changed.max(m.created),
                 };
                 (name.clone(), meta)
             })

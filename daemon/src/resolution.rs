@@ -359,8 +359,7 @@ fn project_proxy(sources: &Sources, caller: &CallerContext) -> Option<String> {
         }
     }
     let env = sources.qwen.project_env.as_ref().filter(|f| !is_users(sources, &f.path))?;
-    qwen_env_resolve::dotenv::effective(&env.entries)
-        .into_iter()
+    env.defined()
         .find(|e| PROXY_VARS.contains(&e.key.as_str()) && !e.value.is_empty() && !exported(&e.key))
         .map(|e| format!("{} {}", e.loc(&env.label), e.key))
 }

@@ -269,7 +269,7 @@ fuzz_target!(|inp: Input| {
             KeyMeta {
                 fingerprint: mask::fingerprint(&fake),
                 masked: mask::masked(&fake),
-                created: 1_000,
+                stored: 1_000,
             },
         );
     }

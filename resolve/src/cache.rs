@@ -367,12 +367,16 @@ impl SourceCache {
                 label: lbl,
                 mode: st.mode,
             })),
-            Kind::Env => Parsed::Env(Arc::new(EnvFile {
-                path: path.to_path_buf(),
-                entries: dotenv::parse(&text),
-                label: lbl,
-                mode: st.mode,
-            })),
+            Kind::Env => {
+                let entries = dotenv::parse(&text);
+                Parsed::Env(Arc::new(EnvFile {
+                    path: path.to_path_buf(),
+                    defined: dotenv::effective(&entries),
+                    entries,
+                    label: lbl,
+                    mode: st.mode,
+                }))
+            }
             Kind::Json5 => Parsed::Json(Arc::new(JsonFile {
                 path: path.to_path_buf(),
                 parsed: parse_openclaw(&text, &lbl),

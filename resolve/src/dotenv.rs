@@ -100,18 +100,18 @@ pub fn parse(src: &str) -> Vec<Entry> {
     out
 }
 
-/// dotenv's object as the entries that make it: for each key its last entry (whose value the
-/// object holds, and whose line a finding names), in first-seen order. What a tool that loads the
-/// file sees: a key written twice has its later value.
-pub fn effective(entries: &[Entry]) -> Vec<&Entry> {
-    let mut m: Vec<&Entry> = Vec::new();
+/// dotenv's object as the entries that make it, by index into `entries`: for each key its last
+/// entry (whose value the object holds, and whose line a finding names), in first-seen order.
+/// What a tool that loads the file sees: a key written twice has its later value.
+pub fn effective(entries: &[Entry]) -> Vec<usize> {
+    let mut m: Vec<usize> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for e in entries {
+    for (at, e) in entries.iter().enumerate() {
         if let Some(&i) = index.get(e.key.as_str()) {
-            m[i] = e;
+            m[i] = at;
         } else {
             index.insert(&e.key, m.len());
-            m.push(e);
+            m.push(at);
         }
     }
     m
@@ -119,7 +119,8 @@ pub fn effective(entries: &[Entry]) -> Vec<&Entry> {
 
 /// dotenv's object: the last value of each key, in first-seen order.
 pub fn to_map(entries: &[Entry]) -> Vec<(String, String)> {
-    effective(entries).into_iter().map(|e| (e.key.clone(), e.value.clone())).collect()
+    let value = |i: usize| (entries[i].key.clone(), entries[i].value.clone());
+    effective(entries).into_iter().map(value).collect()
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub struct KeyMeta {
     /// `sk-…a289`.
     pub masked: String,
     /// When its current value was stored (Unix seconds): `key-age` counts from here.
-    pub created: u64,
+    pub stored: u64,
 }
 
 /// Everything a resolution depends on besides the files.
@@ -357,8 +357,8 @@ pub fn resolve(src: &Sources, p: &Params<'_>) -> (Resolution, Plan) {
                 ));
             }
         }
-        let days = p.now.saturating_sub(meta.created) / 86_400;
-        if meta.created > 0 && days > p.config.rotate_after_days {
+        let days = p.now.saturating_sub(meta.stored) / 86_400;
+        if meta.stored > 0 && days > p.config.rotate_after_days {
             findings.push(finding(
                 "key-age",
                 Severity::Warning,

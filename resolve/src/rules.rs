@@ -62,8 +62,9 @@ pub fn base_url_rules(base: &str, source: &str, out: &mut Vec<Finding>) {
 
 /// Rules about a key and the endpoint it is sent to, shared by every host. `key` is `None` for
 /// keychain placeholders (their format was checked when stored); `model` is the id and where it
-/// is set (a source such as `/s.json:4:9 model.name`, the location of the model-id rules). What a base URL and a key are
-/// is the catalogue's to say ([`Catalog::endpoint_class`], [`Catalog::key_class`]).
+/// is set (a source such as `/s.json:4:9 model.name`, the location of the model-id rules). What
+/// a base URL and a key are is the catalogue's to say ([`Catalog::endpoint_class`],
+/// [`Catalog::key_class`]).
 #[allow(clippy::too_many_arguments)] // one call per host; a struct would only rename them
 pub fn key_endpoint_rules(
     catalog: &Catalog,

@@ -33,8 +33,17 @@ pub struct EnvFile {
     pub label: Arc<str>,
     /// Its entries in file order.
     pub entries: Vec<dotenv::Entry>,
+    /// [`dotenv::effective`] of `entries`, computed once when the file is read.
+    pub defined: Vec<usize>,
     /// Unix permission bits.
     pub mode: Option<u32>,
+}
+
+impl EnvFile {
+    /// What a tool that loads the file sees: each key's last entry, in first-seen order.
+    pub fn defined(&self) -> impl Iterator<Item = &dotenv::Entry> {
+        self.defined.iter().map(|&i| &self.entries[i])
+    }
 }
 
 impl std::fmt::Debug for EnvFile {

@@ -75,7 +75,7 @@ fn kc(entries: &[(&str, &str)]) -> KeychainView {
             KeyMeta {
                 fingerprint: mask::fingerprint(secret),
                 masked: mask::masked(secret),
-                created: 1_000,
+                stored: 1_000,
             },
         );
     }
@@ -731,7 +731,7 @@ fn key_age_and_silence() {
     let p = t.dir("p");
     let c = t.caller(&p, &["qwen"], &[]);
     let mut keychain = kc(&[("DASHSCOPE_API_KEY", DS_KEY)]);
-    keychain.entries.get_mut("DASHSCOPE_API_KEY").unwrap().created = 1;
+    keychain.entries.get_mut("DASHSCOPE_API_KEY").unwrap().stored = 1;
     let mut r = Run { as_is: false, keychain, ..Run::default() };
     r.config.rotate_after_days = 0;
     let src = SourceCache::default().load(&c, &t.home);

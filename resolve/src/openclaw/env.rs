@@ -52,7 +52,7 @@ pub fn build(
         env.inject(name, value.clone(), Origin::Keychain(name.clone()));
     }
     if let Some(f) = &oc.cwd_env {
-        for e in crate::dotenv::effective(&f.entries) {
+        for e in f.defined() {
             if ignored_from_cwd(&e.key) {
                 findings.push(finding(
                     "unread-variable",
@@ -67,7 +67,7 @@ pub fn build(
         }
     }
     if let Some(f) = &oc.state_env {
-        for e in crate::dotenv::effective(&f.entries) {
+        for e in f.defined() {
             env.push(&e.key, e.value.clone(), Origin::File(e.loc(&f.label)));
         }
     }

@@ -32,7 +32,7 @@ pub(super) fn overlay(src: &Sources, env_proc: &EnvView, raw: RawLayers) -> Over
         let is_qdir = f.path.parent() == Some(src.qwen.qdir.as_path());
         let is_home = f.path.parent() == Some(src.home.as_path());
         if is_qdir || (is_home && !custom_home) {
-            for e in crate::dotenv::effective(&f.entries) {
+            for e in f.defined() {
                 if env_proc.get(&e.key).is_none() && !fallback.iter().any(|(k, _)| *k == e.key) {
                     fallback.push((e.key.clone(), e.value.clone()));
                 }
@@ -63,14 +63,14 @@ pub(super) fn overlay(src: &Sources, env_proc: &EnvView, raw: RawLayers) -> Over
             |a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
         );
     if trusted && let Some(f) = &src.qwen.project_env {
-        for e in crate::dotenv::effective(&f.entries) {
+        for e in f.defined() {
             if allowed(&e.key, f, true, &excluded) {
                 env.push(&e.key, e.value.clone(), Origin::File(e.loc(&f.label)));
             }
         }
     }
     for f in &src.qwen.home_envs {
-        for e in crate::dotenv::effective(&f.entries) {
+        for e in f.defined() {
             env.push(&e.key, e.value.clone(), Origin::File(e.loc(&f.label)));
         }
     }

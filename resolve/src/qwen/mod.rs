@@ -218,9 +218,15 @@ pub fn resolve(inp: &Input<'_>) -> QwenResolution {
             }
             // So are those a settings `env` value names (`"DASHSCOPE_API_KEY": "$MY_SECRET"`):
             // Qwen Code expands it from the process environment, where `run` can put the
-            // keychain's MY_SECRET. Kept per variable; only the key's variables count (below).
-            for (_, _, n) in &raw.layers {
+            // keychain's MY_SECRET. `env` merges per variable, so each variable's value is the
+            // highest layer's; only the key's variables count (below).
+            let mut seen: Vec<&str> = Vec::new();
+            for (_, _, n) in raw.layers.iter().rev() {
                 for (name, v) in n.get("env").and_then(Node::as_object).unwrap_or_default() {
+                    if seen.contains(&name.as_str()) {
+                        continue;
+                    }
+                    seen.push(name);
                     for r in v.as_str().into_iter().flat_map(settings::references) {
                         env_refs.push((name.clone(), r.to_string()));
                     }
